@@ -1,0 +1,1 @@
+"""Dagster adapters: assets, checks, resources, IO manager and the Definitions."""

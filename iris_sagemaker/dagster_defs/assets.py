@@ -1,0 +1,222 @@
+"""The six assets: raw_iris -> train_csv, test_csv -> knn_training_job -> knn_model -> test_predictions.
+
+Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs``, job handling in
+``sagemaker_steps``; the assets never ask which backend they run on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
+
+from iris_sagemaker import dataset, evaluation, sagemaker_steps, specs
+from iris_sagemaker.dagster_defs.resources import (
+    COLUMNS,
+    HEADER,
+    KEY,
+    LABEL_COLUMN,
+    LABEL_KEY,
+    SageMakerResource,
+)
+from iris_sagemaker.settings import (
+    RAW_KEY,
+    SCORED_KEY,
+    TEST_KEY,
+    TEST_LABELS_KEY,
+    TRAIN_KEY,
+)
+
+GROUP = "iris"
+KINDS = {"sagemaker", "s3"}
+
+
+def run_key(context: AssetExecutionContext) -> str:
+    """Stable across retries and re-executions of one run: the root run's id."""
+    return (context.run.root_run_id or context.run.run_id).replace("-", "")
+
+
+def job_names(context: AssetExecutionContext) -> specs.JobNames:
+    return specs.job_names(run_key(context))
+
+
+def waiting_for(backend: SageMakerResource) -> sagemaker_steps.Waiting:
+    if backend.settings.is_local:
+        return sagemaker_steps.Waiting(first=0.02, max_interval=0.5)
+    return sagemaker_steps.Waiting(first=5.0, max_interval=30.0)
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"pandas", "s3"},
+    metadata={KEY: RAW_KEY, HEADER: True},
+    description="The Iris table (150 rows of UCI data shipped with the package, or IRIS_SAGEMAKER_DATA_URL), "
+    "validated.",
+)
+def raw_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[pd.DataFrame]:
+    source, data = dataset.read_source(sagemaker.settings.data_url)
+    frame = dataset.parse_iris(data, source)
+    context.log.info(f"read {len(frame)} rows from {source}")
+    return Output(
+        frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "source": source,
+            "species_counts": MetadataValue.json(frame["species"].value_counts().sort_index().to_dict()),
+            "preview": MetadataValue.md(frame.head(5).to_markdown(index=False)),
+        },
+    )
+
+
+@multi_asset(
+    group_name=GROUP,
+    outs={
+        "train_csv": AssetOut(
+            kinds={"csv", "s3"},
+            metadata={KEY: TRAIN_KEY, HEADER: False, COLUMNS: ["species", *dataset.FEATURES]},
+            description="70% split, label first (virginica 0, versicolor 1, setosa 2), no header: what "
+            "SageMaker k-NN trains on.",
+        ),
+        "test_csv": AssetOut(
+            kinds={"csv", "s3"},
+            metadata={
+                KEY: TEST_KEY,
+                HEADER: False,
+                COLUMNS: dataset.FEATURES,
+                LABEL_COLUMN: "true_label",
+                LABEL_KEY: TEST_LABELS_KEY,
+            },
+            description="30% split, features only, no header: what the batch transform reads. The true "
+            f"labels are kept apart at {TEST_LABELS_KEY} for scoring.",
+        ),
+    },
+)
+def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw_iris: pd.DataFrame) -> Any:
+    settings = sagemaker.settings
+    parts = dataset.split(raw_iris, seed=settings.split_seed)
+    test = parts.test_features.assign(true_label=parts.test_labels.to_numpy())
+    yield Output(
+        parts.train,
+        output_name="train_csv",
+        metadata={
+            "dagster/row_count": len(parts.train),
+            "split_seed": settings.split_seed,
+            "dagster/uri": settings.uri(TRAIN_KEY),
+        },
+    )
+    yield Output(
+        test,
+        output_name="test_csv",
+        metadata={
+            "dagster/row_count": len(test),
+            "split_seed": settings.split_seed,
+            "dagster/uri": settings.uri(TEST_KEY),
+            "labels_uri": settings.uri(TEST_LABELS_KEY),
+        },
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds=KINDS,
+    deps=["train_csv"],
+    metadata={KEY: "iris/dagster/knn_training_job.json"},
+    description="The completed SageMaker training job of the built-in k-NN (DescribeTrainingJob).",
+)
+def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[dict]:
+    settings = sagemaker.settings
+    request = specs.training_job_request(settings, job_names(context).training_job)
+    description = sagemaker_steps.run_training_job(
+        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info
+    )
+    return Output(
+        sagemaker_steps.json_safe(description),
+        metadata={
+            "training_job_name": description["TrainingJobName"],
+            "training_job_arn": description["TrainingJobArn"],
+            "status": description["TrainingJobStatus"],
+            "training_seconds": description.get("TrainingTimeInSeconds", 0),
+            "billable_seconds": description.get("BillableTimeInSeconds", 0),
+            "hyperparameters": MetadataValue.json(description.get("HyperParameters", {})),
+            "model_artifact": description["ModelArtifacts"]["S3ModelArtifacts"],
+            "image": request["AlgorithmSpecification"]["TrainingImage"],
+            "instance_type": request["ResourceConfig"]["InstanceType"],
+            "final_metrics": MetadataValue.json(
+                json.loads(json.dumps(description.get("FinalMetricDataList", []), default=str))
+            ),
+        },
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds=KINDS,
+    metadata={KEY: "iris/dagster/knn_model.json"},
+    description="The SageMaker model created from the training job's artifact (DescribeModel).",
+)
+def knn_model(
+    context: AssetExecutionContext, sagemaker: SageMakerResource, knn_training_job: dict
+) -> Output[dict]:
+    artifact = knn_training_job["ModelArtifacts"]["S3ModelArtifacts"]
+    request = specs.model_request(sagemaker.settings, job_names(context).model, artifact)
+    description = sagemaker_steps.ensure_model(sagemaker.get_client(), request, log=context.log.info)
+    return Output(
+        sagemaker_steps.json_safe(description),
+        metadata={
+            "model_name": description["ModelName"],
+            "model_arn": description["ModelArn"],
+            "model_data_url": artifact,
+            "training_job_name": knn_training_job["TrainingJobName"],
+            "image": request["PrimaryContainer"]["Image"],
+        },
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds=KINDS,
+    metadata={KEY: SCORED_KEY, HEADER: True},
+    description="A batch transform of the test split by the model, joined with the held-out labels.",
+)
+def test_predictions(
+    context: AssetExecutionContext,
+    sagemaker: SageMakerResource,
+    knn_model: dict,
+    test_csv: pd.DataFrame,
+) -> Output[pd.DataFrame]:
+    settings = sagemaker.settings
+    request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
+    description = sagemaker_steps.run_transform_job(
+        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info
+    )
+    output_key = specs.transform_output_key(TEST_KEY)
+    predicted = sagemaker_steps.read_transform_output(
+        sagemaker.get_store(), settings.bucket, output_key, description
+    )
+    table = evaluation.join_predictions(
+        test_csv[dataset.FEATURES], test_csv["true_label"], evaluation.parse_predictions(predicted)
+    )
+    scores = evaluation.score(table)
+    context.log.info(f"accuracy {scores.accuracy:.4f} on {len(table)} test rows")
+    return Output(
+        table,
+        metadata={
+            "dagster/row_count": len(table),
+            "accuracy": scores.accuracy,
+            "confusion_matrix": MetadataValue.md(evaluation.confusion_markdown(scores.confusion)),
+            "predictions_uri": settings.uri(output_key),
+            "transform_job_name": description["TransformJobName"],
+            "transform_job_arn": description["TransformJobArn"],
+            "status": description["TransformJobStatus"],
+            "model_name": knn_model["ModelName"],
+        },
+    )

@@ -1,0 +1,44 @@
+"""One ``Definitions`` for every backend: only the resources' settings differ, never the assets."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, in_process_executor, multiprocess_executor
+
+from iris_sagemaker.dagster_defs.assets import (
+    knn_model,
+    knn_training_job,
+    raw_iris,
+    split_iris,
+    test_predictions,
+)
+from iris_sagemaker.dagster_defs.checks import accuracy_at_least_threshold, raw_iris_schema
+from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
+
+EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
+
+
+def executor_for_environment() -> object:
+    """In-process on the local backend (the steps are a chain; a process per step only costs start-up).
+
+    ``IRIS_SAGEMAKER_EXECUTOR`` (in_process | multiprocess) overrides; the aws backend defaults to
+    multiprocess.
+    """
+    backend = os.environ.get("IRIS_SAGEMAKER_BACKEND", "local").strip().lower() or "local"
+    name = os.environ.get("IRIS_SAGEMAKER_EXECUTOR", "").strip() or (
+        "in_process" if backend == "local" else "multiprocess"
+    )
+    if name not in EXECUTORS:
+        raise ValueError(f"IRIS_SAGEMAKER_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[name]
+
+
+def build_definitions() -> Definitions:
+    backend = SageMakerResource()
+    return Definitions(
+        assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions],
+        asset_checks=[raw_iris_schema, accuracy_at_least_threshold],
+        resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
+        executor=executor_for_environment(),
+    )

@@ -1,0 +1,133 @@
+"""Dagster resources: the backend (settings, object store, SageMaker client) and the S3 IO manager."""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from pydantic import Field, PrivateAttr
+
+from iris_sagemaker.backends import make_sagemaker_client, make_store
+from iris_sagemaker.settings import Settings
+from iris_sagemaker.storage import ObjectNotFound, ObjectStore
+
+# Asset definition metadata read by the IO manager.
+KEY = "iris_sagemaker/s3_key"  # where the asset is stored in the bucket
+HEADER = "iris_sagemaker/csv_header"  # write/read a header row (False: SageMaker's layout)
+COLUMNS = "iris_sagemaker/columns"  # column names of a header-less CSV
+LABEL_COLUMN = "iris_sagemaker/label_column"  # a column kept apart from the object the model reads
+LABEL_KEY = "iris_sagemaker/label_key"  # ... and where it is stored
+
+
+class SageMakerResource(ConfigurableResource):
+    """The configured backend. Unset fields come from the environment (``IRIS_SAGEMAKER_*``, ``AWS_*``)."""
+
+    backend: str | None = Field(default=None, description="'local' (default) or 'aws'")
+    bucket: str | None = Field(default=None, description="S3 bucket (IRIS_SAGEMAKER_BUCKET)")
+    role_arn: str | None = Field(
+        default=None, description="SageMaker execution role (IRIS_SAGEMAKER_ROLE_ARN)"
+    )
+    region: str | None = Field(default=None, description="AWS region (AWS_REGION), default us-east-2")
+    local_root: str | None = Field(
+        default=None, description="local backend folder (IRIS_SAGEMAKER_LOCAL_ROOT)"
+    )
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO/moto/LocalStack")
+    profile: str | None = Field(default=None, description="AWS profile name")
+    split_seed: int | None = Field(default=None, description="seed of the train/test split")
+
+    _client: Any = PrivateAttr(default=None)
+    _store: Any = PrivateAttr(default=None)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_env(
+            backend=self.backend,
+            bucket=self.bucket,
+            role_arn=self.role_arn,
+            region=self.region,
+            local_root=self.local_root,
+            endpoint_url=self.endpoint_url,
+            profile=self.profile,
+            split_seed=self.split_seed,
+        )
+
+    def get_store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = make_store(self.settings)
+        return self._store
+
+    def get_client(self) -> Any:
+        """boto3's ``sagemaker`` client, or the embedded engine with the same methods and errors."""
+        if self._client is None:
+            self._client = make_sagemaker_client(self.settings, store=self.get_store())
+        return self._client
+
+
+class IrisS3IOManager(ConfigurableIOManager):
+    """Stores DataFrames as CSV and dicts as JSON in the backend's bucket.
+
+    Keys and CSV layout come from the asset's definition metadata, so ``train_csv`` and ``test_csv`` land
+    exactly where, and how, SageMaker reads them. A DataFrame with a label column listed in the metadata
+    has that column stored apart (the held-out labels) and joined back on load.
+    """
+
+    backend: SageMakerResource
+
+    def _key(self, context: InputContext | OutputContext) -> str:
+        metadata = context.definition_metadata or {}
+        if KEY not in metadata:
+            raise ValueError(
+                f"asset {context.asset_key.to_user_string()} has no '{KEY}' metadata; IrisS3IOManager "
+                "needs it to know where the asset lives in the bucket"
+            )
+        return str(metadata[KEY])
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        store, bucket = self.backend.get_store(), self.backend.settings.bucket
+        key = self._key(context)
+        metadata = context.definition_metadata or {}
+        if isinstance(obj, pd.DataFrame):
+            label_column = metadata.get(LABEL_COLUMN)
+            frame = obj
+            if label_column:
+                store.put_bytes(
+                    bucket, str(metadata[LABEL_KEY]), obj[[label_column]].to_csv(index=False).encode()
+                )
+                frame = obj.drop(columns=[label_column])
+            store.put_bytes(
+                bucket, key, frame.to_csv(index=False, header=bool(metadata.get(HEADER, True))).encode()
+            )
+        elif isinstance(obj, dict):
+            store.put_bytes(bucket, key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+        else:
+            raise TypeError(
+                f"IrisS3IOManager stores DataFrames and dicts; asset {context.asset_key.to_user_string()} "
+                f"returned {type(obj).__name__}"
+            )
+        context.add_output_metadata({"uri": self.backend.settings.uri(key)})
+
+    def load_input(self, context: InputContext) -> Any:
+        store, bucket = self.backend.get_store(), self.backend.settings.bucket
+        key = self._key(context)
+        metadata = context.definition_metadata or {}
+        try:
+            data = store.get_bytes(bucket, key)
+        except ObjectNotFound:
+            raise ObjectNotFound(bucket, key).with_hint(
+                f"materialize {context.asset_key.to_user_string()} first"
+            ) from None
+        if key.endswith(".json"):
+            return json.loads(data)
+        if metadata.get(HEADER, True):
+            frame = pd.read_csv(io.BytesIO(data))
+        else:
+            frame = pd.read_csv(io.BytesIO(data), header=None, names=list(metadata[COLUMNS]))
+        label_column = metadata.get(LABEL_COLUMN)
+        if label_column:
+            labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, str(metadata[LABEL_KEY]))))
+            frame[label_column] = labels[label_column].to_numpy()
+        return frame

@@ -1,0 +1,90 @@
+"""Read a batch transform's output and score it against the held-out labels (pure)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
+from iris_sagemaker.dataset import SPECIES
+
+
+class PredictionsError(ValueError):
+    """The transform output cannot be matched with the test rows."""
+
+
+def parse_predictions(data: bytes, source: str = "the transform output") -> list[float]:
+    """``predicted_label`` of every record in k-NN output.
+
+    Accepts what SageMaker writes for Accept application/json (one ``{"predictions": [...]}`` document per
+    mini-batch, concatenated, possibly newline-separated) and application/jsonlines (one record per line).
+    """
+    text = data.decode("utf-8")
+    decoder = json.JSONDecoder()
+    labels: list[float] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text):
+            break
+        try:
+            document, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as err:
+            raise PredictionsError(f"{source} is not k-NN JSON output: {err}") from None
+        records = (
+            document["predictions"]
+            if isinstance(document, dict) and "predictions" in document
+            else [document]
+        )
+        for record in records:
+            if not isinstance(record, dict) or "predicted_label" not in record:
+                raise PredictionsError(f"{source}: record {len(labels) + 1} has no 'predicted_label'")
+            labels.append(float(record["predicted_label"]))
+    return labels
+
+
+@dataclass(frozen=True)
+class Scores:
+    accuracy: float
+    confusion: pd.DataFrame  # rows: true species, columns: predicted species
+
+
+def join_predictions(features: pd.DataFrame, true_labels: pd.Series, predicted: list[float]) -> pd.DataFrame:
+    """One row per test row: its features, true and predicted label (codes and species names)."""
+    if len(predicted) != len(features):
+        raise PredictionsError(
+            f"the transform returned {len(predicted)} predictions for {len(features)} test rows; "
+            "the output does not belong to this test set (rerun the transform)"
+        )
+    table = features.reset_index(drop=True).copy()
+    table["true_label"] = true_labels.to_numpy().astype("int64")
+    table["predicted_label"] = [int(p) if float(p).is_integer() else p for p in predicted]
+    table["true_species"] = table["true_label"].map(SPECIES)
+    table["predicted_species"] = table["predicted_label"].map(SPECIES)
+    table["correct"] = table["true_label"] == table["predicted_label"]
+    return table
+
+
+def score(table: pd.DataFrame) -> Scores:
+    names = [SPECIES[code] for code in sorted(SPECIES)]
+    confusion = pd.crosstab(
+        pd.Categorical(table["true_species"], categories=names),
+        pd.Categorical(table["predicted_species"], categories=names),
+        rownames=["true"],
+        colnames=["predicted"],
+        dropna=False,
+    )
+    accuracy = float(table["correct"].mean()) if len(table) else 0.0
+    return Scores(accuracy=accuracy, confusion=confusion)
+
+
+def confusion_markdown(confusion: pd.DataFrame) -> str:
+    header = "| true \\ predicted | " + " | ".join(str(c) for c in confusion.columns) + " |"
+    rule = "|---|" + "---|" * len(confusion.columns)
+    rows = [
+        f"| {index} | " + " | ".join(str(int(v)) for v in row) + " |"
+        for index, row in zip(confusion.index, confusion.to_numpy(), strict=True)
+    ]
+    return "\n".join([header, rule, *rows])

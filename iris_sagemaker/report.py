@@ -1,0 +1,42 @@
+"""Print where the last run's predictions are and how accurate they were.
+
+Run as ``python -m iris_sagemaker.report`` (``make run`` does, after materializing).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pandas as pd
+
+from iris_sagemaker.backends import make_store
+from iris_sagemaker.evaluation import parse_predictions
+from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, Settings
+from iris_sagemaker.storage import ObjectNotFound
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    store = make_store(settings)
+    try:
+        predictions = parse_predictions(store.get_bytes(settings.bucket, PREDICTIONS_KEY))
+        scored = pd.read_csv(io.BytesIO(store.get_bytes(settings.bucket, SCORED_KEY)))
+    except ObjectNotFound as err:
+        print(f"no predictions yet: {err}. Run `make run` first.", file=sys.stderr)
+        return 1
+    where = (
+        settings.local_object_path(PREDICTIONS_KEY)
+        if settings.is_local and not settings.endpoint_url
+        else None
+    )
+    print(f"predictions: {settings.uri(PREDICTIONS_KEY)} ({len(predictions)} rows)")
+    if where is not None:
+        print(f"  local file: {where}")
+    print(f"scored table: {settings.uri(SCORED_KEY)}")
+    print(f"accuracy: {scored['correct'].mean():.4f} ({int(scored['correct'].sum())}/{len(scored)} correct)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

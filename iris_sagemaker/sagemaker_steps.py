@@ -1,0 +1,177 @@
+"""Start-or-find, wait for and check SageMaker jobs; the same code for boto3 and the embedded engine.
+
+Retries are safe: a step that finds its job already created (``ResourceInUse``) reuses it when it
+completed, waits for it when it is still running, and fails with the job's own reason when it failed or
+was stopped. ``Stopped`` is never a success.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+TERMINAL_FAILURES = ("Failed", "Stopped")
+# S3 timestamps have one-second resolution; allow for that and small clock skew.
+STALE_TOLERANCE = dt.timedelta(seconds=5)
+Log = Callable[[str], None]
+
+
+class SageMakerJobError(RuntimeError):
+    """A job ended without success, or could not be waited for."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Polling policy: the interval grows from ``first`` to ``max_interval``; give up after ``timeout``."""
+
+    first: float = 0.05
+    max_interval: float = 30.0
+    timeout: float = 6000 + 600
+
+    def intervals(self) -> Any:
+        interval = self.first
+        while True:
+            yield interval
+            interval = min(interval * 2, self.max_interval)
+
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _wait(
+    describe: Callable[[], dict[str, Any]],
+    status_field: str,
+    kind: str,
+    name: str,
+    waiting: Waiting,
+    log: Log,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + waiting.timeout
+    last_status = None
+    for interval in waiting.intervals():
+        description = describe()
+        status = description[status_field]
+        if status != last_status:
+            log(f"{kind} {name}: {status}")
+            last_status = status
+        if status == "Completed":
+            return description
+        if status in TERMINAL_FAILURES:
+            reason = description.get("FailureReason") or "no reason given"
+            raise SageMakerJobError(f"{kind} {name} ended {status}: {reason}")
+        if time.monotonic() + interval > deadline:
+            raise SageMakerJobError(
+                f"{kind} {name} is still {status} after {waiting.timeout:.0f} s; it keeps running in "
+                "SageMaker: stop it there, or rerun this step to wait for it again"
+            )
+        sleep(interval)
+    raise AssertionError("unreachable")
+
+
+def _create_or_find(create: Callable[[], Any], kind: str, name: str, log: Log) -> None:
+    try:
+        create()
+        log(f"created {kind} {name}")
+    except ClientError as err:
+        if _error_code(err) != "ResourceInUse":
+            raise
+        log(f"{kind} {name} already exists (a retry of this step): using it")
+
+
+def run_training_job(
+    client: Any, request: dict[str, Any], waiting: Waiting = Waiting(), log: Log = print
+) -> dict[str, Any]:
+    name = request["TrainingJobName"]
+    _create_or_find(lambda: client.create_training_job(**request), "training job", name, log)
+    return _wait(
+        lambda: client.describe_training_job(TrainingJobName=name),
+        "TrainingJobStatus",
+        "training job",
+        name,
+        waiting,
+        log,
+    )
+
+
+def run_transform_job(
+    client: Any, request: dict[str, Any], waiting: Waiting = Waiting(), log: Log = print
+) -> dict[str, Any]:
+    name = request["TransformJobName"]
+    _create_or_find(lambda: client.create_transform_job(**request), "transform job", name, log)
+    return _wait(
+        lambda: client.describe_transform_job(TransformJobName=name),
+        "TransformJobStatus",
+        "transform job",
+        name,
+        waiting,
+        log,
+    )
+
+
+def ensure_model(client: Any, request: dict[str, Any], log: Log = print) -> dict[str, Any]:
+    """Create the model, or reuse an existing one of the same name built from the same artifact."""
+    name = request["ModelName"]
+    try:
+        client.create_model(**request)
+        log(f"created model {name}")
+    except ClientError as err:
+        message = str(err.response.get("Error", {}).get("Message", ""))
+        if _error_code(err) != "ResourceInUse" and "already existing model" not in message:
+            raise
+        existing = client.describe_model(ModelName=name)
+        wanted = request["PrimaryContainer"]["ModelDataUrl"]
+        found = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
+        if found != wanted:
+            raise SageMakerJobError(
+                f"model {name} already exists but serves {found}, not {wanted}; delete it or use another run"
+            ) from err
+        log(f"model {name} already exists with the same artifact: using it")
+    return client.describe_model(ModelName=name)
+
+
+def read_transform_output(store: Any, bucket: str, key: str, description: dict[str, Any]) -> bytes:
+    """The ``.out`` object a Completed transform job wrote; never a missing or stale one.
+
+    A job reported Completed without its output (or with only an older run's output in place) fails here
+    rather than passing off old predictions as new.
+    """
+    from iris_sagemaker.storage import ObjectNotFound
+
+    name = description["TransformJobName"]
+    uri = f"s3://{bucket}/{key}"
+    try:
+        modified = store.last_modified(bucket, key)
+    except ObjectNotFound:
+        raise SageMakerJobError(
+            f"transform job {name} reported {description['TransformJobStatus']} but wrote no output at "
+            f"{uri}; check the job's TransformOutput and the role's s3:PutObject permission"
+        ) from None
+    started = description.get("TransformStartTime") or description.get("CreationTime")
+    if started is not None and modified < started - STALE_TOLERANCE:
+        raise SageMakerJobError(
+            f"transform job {name} started at {started.isoformat()} but {uri} was last written at "
+            f"{modified.isoformat()}: the object is an older run's output, and this job wrote none"
+        )
+    return store.get_bytes(bucket, key)
+
+
+def json_safe(description: dict[str, Any]) -> dict[str, Any]:
+    """A describe response without ``ResponseMetadata``, datetimes as ISO 8601 strings."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return convert({k: v for k, v in description.items() if k != "ResponseMetadata"})

@@ -1,0 +1,124 @@
+"""Request bodies for SageMaker's CreateTrainingJob, CreateModel and CreateTransformJob (pure).
+
+The one source of truth for what both orchestrators send: the Dagster assets and the Airflow DAG call
+these builders, and the local engine receives the same bodies SageMaker would.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from iris_sagemaker.settings import OUTPUT_PREFIX, TEST_KEY, TRAIN_KEY, Settings
+
+# The tutorial's hyperparameters; SageMaker takes them as strings.
+DEFAULT_HYPERPARAMETERS: dict[str, str] = {
+    "predictor_type": "classifier",
+    "feature_dim": "4",
+    "k": "3",
+    "sample_size": "150",
+}
+MAX_RUNTIME_SECONDS = 6000
+_NAME_MAX = 63
+_INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+@dataclass(frozen=True)
+class JobNames:
+    training_job: str
+    model: str
+    transform_job: str
+
+
+def sagemaker_name(prefix: str, run_key: str) -> str:
+    """A valid SageMaker resource name (``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``) from a prefix and a key.
+
+    Characters SageMaker refuses become '-', and an over-long key keeps its end (the distinctive part of
+    timestamps and run ids).
+    """
+    key = _INVALID_NAME_CHARS.sub("-", run_key).strip("-")
+    if not key:
+        raise ValueError(f"run key {run_key!r} has no letters or digits to name a SageMaker job with")
+    room = _NAME_MAX - len(prefix) - 1
+    return f"{prefix}-{key[-room:].lstrip('-')}"
+
+
+def job_names(run_key: str) -> JobNames:
+    """Deterministic names for one run: the tutorial's prefixes plus a per-run key."""
+    return JobNames(
+        training_job=sagemaker_name("train-iris", run_key),
+        model=sagemaker_name("Iris-KNN", run_key),
+        transform_job=sagemaker_name("test-knn", run_key),
+    )
+
+
+def training_job_request(
+    settings: Settings,
+    name: str,
+    hyperparameters: dict[str, str] | None = None,
+    train_key: str = TRAIN_KEY,
+) -> dict[str, Any]:
+    """CreateTrainingJob for the built-in k-NN on the train split, as in the tutorial."""
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": settings.image_uri(), "TrainingInputMode": "File"},
+        "HyperParameters": {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})},
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": settings.uri(train_key),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "text/csv",
+                "InputMode": "File",
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": settings.uri(OUTPUT_PREFIX)},
+        "ResourceConfig": {
+            "InstanceCount": 1,
+            "InstanceType": settings.instance_type,
+            "VolumeSizeInGB": 1,
+        },
+        "RoleArn": settings.role_arn,
+        "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_SECONDS},
+    }
+
+
+def model_request(settings: Settings, name: str, model_data_url: str) -> dict[str, Any]:
+    """CreateModel from a training job's ``model.tar.gz``."""
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": settings.role_arn,
+        "PrimaryContainer": {
+            "Mode": "SingleModel",
+            "Image": settings.image_uri(),
+            "ModelDataUrl": model_data_url,
+        },
+    }
+
+
+def transform_job_request(
+    settings: Settings, name: str, model_name: str, input_key: str = TEST_KEY
+) -> dict[str, Any]:
+    """CreateTransformJob scoring the test split line by line; output lands under ``iris/results``."""
+    return {
+        "TransformJobName": name,
+        "ModelName": model_name,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": settings.uri(input_key)}},
+            "SplitType": "Line",
+            "ContentType": "text/csv",
+        },
+        "TransformOutput": {"S3OutputPath": settings.uri(OUTPUT_PREFIX)},
+        "TransformResources": {"InstanceCount": 1, "InstanceType": settings.instance_type},
+    }
+
+
+def transform_output_key(input_key: str, output_prefix: str = OUTPUT_PREFIX) -> str:
+    """Where a transform writes the result for ``input_key``: ``<prefix>/<basename>.out``."""
+    return f"{output_prefix.rstrip('/')}/{input_key.rpartition('/')[2]}.out"

@@ -1,0 +1,286 @@
+"""The object store: a local folder laid out like a bucket, or S3 through boto3.
+
+Both stores speak in ``(bucket, key)`` pairs and share one interface, so the assets, the embedded
+SageMaker engine and the Airflow tasks never ask where objects live.
+
+Local layout: object ``s3://BUCKET/KEY`` is the file ``ROOT/s3/BUCKET/KEY``. Writes go to a temporary
+file in the same folder and are renamed into place, so a reader never sees a half-written object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_TMP_PREFIX = ".tmp-"
+
+
+class ObjectStoreError(ValueError):
+    """A bucket name, key or URI that cannot name an object."""
+
+
+class ObjectNotFound(FileNotFoundError):
+    """The object does not exist."""
+
+    def __init__(self, bucket: str, key: str, hint: str = "") -> None:
+        super().__init__(f"s3://{bucket}/{key} does not exist{'; ' + hint if hint else ''}")
+        self.bucket = bucket
+        self.key = key
+
+    def with_hint(self, hint: str) -> ObjectNotFound:
+        return ObjectNotFound(self.bucket, self.key, hint)
+
+
+class BucketNotFound(FileNotFoundError):
+    """The bucket does not exist (S3 only; local buckets are folders created on first write)."""
+
+    def __init__(self, bucket: str, hint: str = "") -> None:
+        super().__init__(f"bucket {bucket!r} does not exist{hint}")
+        self.bucket = bucket
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_uri(uri: str) -> S3Uri:
+    """Split ``s3://bucket/key`` into its parts; the key may be empty (a whole bucket)."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ObjectStoreError(f"{uri!r} is not an S3 URI: expected s3://BUCKET/KEY")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    validate_bucket(bucket)
+    return S3Uri(bucket, key)
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def validate_bucket(bucket: str) -> str:
+    if not _BUCKET_RE.match(bucket or "") or ".." in bucket:
+        raise ObjectStoreError(
+            f"{bucket!r} is not a valid S3 bucket name: use 3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return bucket
+
+
+def validate_key(key: str) -> str:
+    """Reject keys that would escape the bucket folder or cannot be a file path."""
+    if not key:
+        raise ObjectStoreError("an object key must not be empty")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ObjectStoreError(f"object key {key!r} must be relative, without backslashes or NUL bytes")
+    parts = key.split("/")
+    if any(part in ("..", ".") for part in parts):
+        raise ObjectStoreError(f"object key {key!r} must not contain '.' or '..' segments")
+    if any(part.startswith(_TMP_PREFIX) for part in parts):
+        raise ObjectStoreError(f"object key {key!r} uses the reserved prefix {_TMP_PREFIX!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    """What every part of the project needs from S3."""
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, bucket: str, key: str) -> bytes: ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+    def last_modified(self, bucket: str, key: str) -> datetime: ...
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]: ...
+
+    def open_read(self, bucket: str, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+
+    def open_write(self, bucket: str, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+
+    def describe(self) -> str: ...
+
+
+class LocalObjectStore:
+    """Objects as files under ``root/s3/<bucket>/<key>``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def describe(self) -> str:
+        return f"local folder {self.root / 's3'}"
+
+    def bucket_dir(self, bucket: str) -> Path:
+        return self.root / "s3" / validate_bucket(bucket)
+
+    def path_for(self, bucket: str, key: str) -> Path:
+        base = self.bucket_dir(bucket)
+        path = base / validate_key(key)
+        # validate_key already refuses ".." and absolute keys; this catches symlinks out of the bucket.
+        if not path.resolve().is_relative_to(base.resolve()):
+            raise ObjectStoreError(f"object key {key!r} escapes bucket {bucket!r}")
+        return path
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        with self.open_write(bucket, key) as fh:
+            fh.write(data)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        with self.open_read(bucket, key) as fh:
+            return fh.read()
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return self.path_for(bucket, key).is_file()
+
+    def last_modified(self, bucket: str, key: str) -> datetime:
+        try:
+            mtime = self.path_for(bucket, key).stat().st_mtime
+        except FileNotFoundError:
+            raise ObjectNotFound(bucket, key) from None
+        return datetime.fromtimestamp(mtime, tz=UTC)
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        base = self.bucket_dir(bucket)
+        if not base.is_dir():
+            return []
+        # Walk only the folder the prefix points into; S3 prefixes need not end at a "/".
+        folder = base / prefix.rpartition("/")[0] if "/" in prefix else base
+        if not folder.is_dir():
+            return []
+        keys = []
+        for path in folder.rglob("*"):
+            if not path.is_file() or any(p.startswith(_TMP_PREFIX) for p in path.relative_to(base).parts):
+                continue
+            key = path.relative_to(base).as_posix()
+            if key.startswith(prefix):
+                keys.append(key)
+        return sorted(keys)
+
+    @contextlib.contextmanager
+    def open_read(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
+        path = self.path_for(bucket, key)
+        try:
+            fh = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(bucket, key) from None
+        with fh:
+            yield fh
+
+    @contextlib.contextmanager
+    def open_write(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
+        """Yield a file to write; the object appears (atomically) only if the block succeeds."""
+        path = self.path_for(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+class S3ObjectStore:
+    """Objects in S3 (or anything speaking its API: MinIO, moto, LocalStack) through a boto3 client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def describe(self) -> str:
+        return f"S3 at {self.client.meta.endpoint_url}"
+
+    def _translate(self, err: Exception, bucket: str, key: str) -> Exception:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            return BucketNotFound(bucket, hint=f" at {self.client.meta.endpoint_url}: create it first")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return ObjectNotFound(bucket, key)
+        return err
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        # S3 PUTs are atomic: the object is visible whole or not at all.
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=validate_bucket(bucket), Key=validate_key(key), Body=data)
+        except ClientError as err:
+            raise self._translate(err, bucket, key) from err
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        with self.open_read(bucket, key) as fh:
+            return fh.read()
+
+    def exists(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=validate_bucket(bucket), Key=validate_key(key))
+        except ClientError as err:
+            translated = self._translate(err, bucket, key)
+            if isinstance(translated, ObjectNotFound):
+                return False
+            raise translated from err
+        return True
+
+    def last_modified(self, bucket: str, key: str) -> datetime:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=validate_bucket(bucket), Key=validate_key(key))
+        except ClientError as err:
+            raise self._translate(err, bucket, key) from err
+        return head["LastModified"]
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        from botocore.exceptions import ClientError
+
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=validate_bucket(bucket), Prefix=prefix
+            ):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        except ClientError as err:
+            raise self._translate(err, bucket, prefix) from err
+        return sorted(keys)
+
+    @contextlib.contextmanager
+    def open_read(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=validate_bucket(bucket), Key=validate_key(key))["Body"]
+        except ClientError as err:
+            raise self._translate(err, bucket, key) from err
+        with contextlib.closing(body):
+            yield body
+
+    @contextlib.contextmanager
+    def open_write(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
+        """Spool to a local temp file, then upload once: a failed block uploads nothing."""
+        from botocore.exceptions import ClientError
+
+        validate_bucket(bucket)
+        validate_key(key)
+        with tempfile.TemporaryFile() as spool:
+            yield spool
+            spool.seek(0)
+            try:
+                self.client.upload_fileobj(spool, bucket, key)
+            except ClientError as err:
+                raise self._translate(err, bucket, key) from err

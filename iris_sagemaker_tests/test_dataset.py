@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from iris_sagemaker import dataset
+from iris_sagemaker.dataset import IrisDataError
+
+GOOD_ROWS = "5.1,3.5,1.4,0.2,Iris-setosa\n7.0,3.2,4.7,1.4,Iris-versicolor\n6.3,3.3,6.0,2.5,Iris-virginica\n"
+
+
+def test_packaged_data_is_the_150_row_uci_table() -> None:
+    source, data = dataset.read_source(None)
+    frame = dataset.parse_iris(data, source)
+    assert source == dataset.PACKAGED_SOURCE
+    assert len(frame) == 150
+    assert list(frame.columns) == dataset.COLUMNS
+    assert frame["species"].value_counts().to_dict() == {
+        "Iris-setosa": 50,
+        "Iris-versicolor": 50,
+        "Iris-virginica": 50,
+    }
+    assert dataset.schema_problems(frame) == []
+    assert frame.iloc[0].tolist() == [5.1, 3.5, 1.4, 0.2, "Iris-setosa"]
+
+
+def test_header_row_and_trailing_blank_lines_are_accepted() -> None:
+    text = "sepal_length,sepal_width,petal_length,petal_width,species\n" + GOOD_ROWS + "\n\n"
+    frame = dataset.parse_iris(text.encode())
+    assert len(frame) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD_ROWS + "5.0,abc,1.4,0.2,Iris-setosa\n",
+            r"line 4, column 'sepal_width': 'abc' is not a finite number",
+        ),
+        (GOOD_ROWS + "5.0,3.0,1.4,,Iris-setosa\n", r"line 4, column 'petal_width': the value is missing"),
+        (GOOD_ROWS + "5.0,3.0,1.4,0.2,Iris-foo\n", r"line 4, column 'species': 'Iris-foo' is not one of"),
+        ("5.0,3.0,1.4,0.2\n", r"line 1, column 'species': the value is missing"),
+        (GOOD_ROWS + "5.0,3.0,1.4,0.2,Iris-setosa,extra\n", r"expected 5 columns"),
+        (GOOD_ROWS + "5.0,inf,1.4,0.2,Iris-setosa\n", r"line 4, column 'sepal_width': 'inf' is not a finite"),
+        ("", r"has no data rows"),
+        ("\n\n", r"no data rows"),
+    ],
+)
+def test_bad_data_is_rejected_naming_line_and_column(text: str, expected: str) -> None:
+    with pytest.raises(IrisDataError, match=expected):
+        dataset.parse_iris(text.encode(), "iris.csv")
+
+
+def test_non_utf8_is_rejected() -> None:
+    with pytest.raises(IrisDataError, match="not UTF-8"):
+        dataset.parse_iris(b"\xff\xfe5.1,3.5")
+
+
+def test_encoding_and_seeded_split_match_the_tutorial() -> None:
+    frame = dataset.parse_iris(dataset.read_source(None)[1])
+    first = dataset.split(frame, seed=7)
+    again = dataset.split(frame, seed=7)
+    other = dataset.split(frame, seed=8)
+    assert len(first.train) == 105 and len(first.test_features) == 45
+    assert list(first.train.columns) == ["species", *dataset.FEATURES]
+    assert list(first.test_features.columns) == dataset.FEATURES
+    pd.testing.assert_frame_equal(first.train, again.train)
+    assert not first.train.index.equals(other.train.index)
+    # Train and test are disjoint and together are the whole table.
+    assert set(first.train.index).isdisjoint(first.test_features.index)
+    assert len(set(first.train.index) | set(first.test_features.index)) == 150
+    # The held-out labels are the encoded species of exactly the test rows.
+    expected = frame.loc[first.test_features.index, "species"].map(dataset.LABELS)
+    assert first.test_labels.tolist() == expected.tolist()
+    assert dataset.LABELS == {"Iris-virginica": 0, "Iris-versicolor": 1, "Iris-setosa": 2}
+
+
+def test_sagemaker_csv_has_no_header_and_label_first() -> None:
+    frame = dataset.parse_iris(GOOD_ROWS.encode())
+    csv = dataset.to_sagemaker_csv(dataset.encode(frame)).decode()
+    assert csv.splitlines()[0] == "2,5.1,3.5,1.4,0.2"
+
+
+def test_split_too_small_is_an_error() -> None:
+    frame = dataset.parse_iris(b"5.1,3.5,1.4,0.2,Iris-setosa\n")
+    with pytest.raises(IrisDataError, match="cannot be split"):
+        dataset.split(frame, seed=1)
+
+
+def test_schema_problems_report_missing_classes_and_nulls() -> None:
+    frame = dataset.parse_iris(b"5.1,3.5,1.4,0.2,Iris-setosa\n4.9,3.0,1.4,0.2,Iris-setosa\n")
+    frame.loc[0, "sepal_length"] = float("nan")
+    problems = dataset.schema_problems(frame)
+    assert any("sepal_length' has 1 null" in p for p in problems)
+    assert any("expected all three" in p for p in problems)
+
+
+def test_file_url_is_read(tmp_path) -> None:
+    path = tmp_path / "iris.csv"
+    path.write_text(GOOD_ROWS)
+    source, data = dataset.read_source(path.as_uri())
+    assert source == path.as_uri()
+    assert len(dataset.parse_iris(data)) == 3
+
+
+def test_missing_file_and_unknown_scheme_are_clear(tmp_path) -> None:
+    with pytest.raises(IrisDataError, match="could not read IRIS_SAGEMAKER_DATA_URL"):
+        dataset.read_source((tmp_path / "missing.csv").as_uri())
+    with pytest.raises(IrisDataError, match="unsupported scheme"):
+        dataset.read_source("ftp://example.invalid/iris.data")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/iris.data":
+            body = GOOD_ROWS.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def http_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_source_is_fetched_from_a_local_server(http_server: str) -> None:
+    source, data = dataset.read_source(f"{http_server}/iris.data")
+    assert source.endswith("/iris.data")
+    assert len(dataset.parse_iris(data, source)) == 3
+
+
+def test_http_error_names_the_url(http_server: str) -> None:
+    with pytest.raises(IrisDataError, match=r"could not fetch IRIS_SAGEMAKER_DATA_URL=.*/missing.*404"):
+        dataset.read_source(f"{http_server}/missing")

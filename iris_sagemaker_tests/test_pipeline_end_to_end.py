@@ -1,0 +1,119 @@
+"""The six assets, materialized for real on the local backend (embedded SageMaker, local bucket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, materialize
+
+from iris_sagemaker.dagster_defs.definitions import build_definitions
+from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _assets_and_checks():
+    defs = build_definitions()
+    return defs, [*defs.assets, *defs.asset_checks]
+
+
+def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
+    defs, assets = _assets_and_checks()
+    result = materialize(assets, resources=defs.resources, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+
+    bucket = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"]) / "s3" / DEFAULT_LOCAL_BUCKET
+    train = pd.read_csv(bucket / "iris/processed-input-data/train.csv", header=None)
+    test = pd.read_csv(bucket / "iris/processed-input-data/test.csv", header=None)
+    assert train.shape == (105, 5) and set(train[0]) == {0, 1, 2}
+    assert test.shape == (45, 4)
+
+    predictions_text = (bucket / "iris/results/test.csv.out").read_text()
+    predictions = json.loads(predictions_text)["predictions"]
+    assert len(predictions) == 45
+    assert {p["predicted_label"] for p in predictions} <= {0.0, 1.0, 2.0}
+
+    artifacts = list((bucket / "iris/results").glob("train-iris-*/output/model.tar.gz"))
+    assert len(artifacts) == 1
+
+    materializations = {m.asset_key: m for m in result.asset_materializations_for_node("test_predictions")}
+    metadata = materializations[AssetKey("test_predictions")].metadata
+    accuracy = metadata["accuracy"].value
+    assert accuracy >= 0.9
+    assert metadata["dagster/row_count"].value == 45
+    assert "| Iris-setosa |" in metadata["confusion_matrix"].value
+    assert metadata["predictions_uri"].value == f"s3://{DEFAULT_LOCAL_BUCKET}/iris/results/test.csv.out"
+
+    # The scored table agrees with the raw predictions and the held-out labels.
+    scored = result.output_for_node("test_predictions")
+    assert scored["predicted_label"].tolist() == [int(p["predicted_label"]) for p in predictions]
+    assert scored["correct"].mean() == pytest.approx(accuracy)
+
+    job = result.output_for_node("knn_training_job")
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["HyperParameters"]["k"] == "3"
+
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["raw_iris_schema"].passed
+    assert checks["accuracy_at_least_threshold"].passed
+
+
+def test_training_metadata_carries_job_identity() -> None:
+    defs, assets = _assets_and_checks()
+    result = materialize(assets, resources=defs.resources, selection="raw_iris*")
+    meta = result.asset_materializations_for_node("knn_training_job")[0].metadata
+    assert meta["status"].value == "Completed"
+    assert meta["training_job_name"].value.startswith("train-iris-")
+    assert meta["training_job_arn"].value.endswith(meta["training_job_name"].value.lower())
+    assert meta["model_artifact"].value.endswith("/output/model.tar.gz")
+    assert meta["hyperparameters"].value == {
+        "predictor_type": "classifier",
+        "feature_dim": "4",
+        "k": "3",
+        "sample_size": "150",
+    }
+
+
+def test_bad_data_url_fails_raw_iris_with_the_line(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("5.1,3.5,1.4,0.2,Iris-setosa\n5.1,oops,1.4,0.2,Iris-setosa\n")
+    monkeypatch.setenv("IRIS_SAGEMAKER_DATA_URL", bad.as_uri())
+    defs, assets = _assets_and_checks()
+    result = materialize(assets, resources=defs.resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "line 2, column 'sepal_width': 'oops' is not a finite number" in str(
+        failure.step_failure_data.error
+    )
+    bucket = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"]) / "s3" / DEFAULT_LOCAL_BUCKET
+    assert not (bucket / "iris/processed-input-data/train.csv").exists()
+
+
+def test_cli_materializes_every_asset(tmp_path) -> None:
+    """What `make run` and CI users run: `dagster asset materialize -m iris_sagemaker --select '*'`."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    Path(env["DAGSTER_HOME"]).mkdir()
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run(
+        [str(dagster), "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = subprocess.run(
+        [sys.executable, "-m", "iris_sagemaker.report"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert report.returncode == 0, report.stderr
+    assert "(45 rows)" in report.stdout
+    accuracy = float(report.stdout.split("accuracy: ")[1].split()[0])
+    assert accuracy >= 0.9
