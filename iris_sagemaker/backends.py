@@ -18,12 +18,23 @@ def boto3_session(settings: Settings) -> Any:
     return boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
 
 
-def make_store(settings: Settings) -> ObjectStore:
-    """S3 for ``aws`` (or for ``local`` when an S3 endpoint is configured), else the local folder."""
-    if settings.backend == "aws" or settings.endpoint_url:
-        client = boto3_session(settings).client("s3", endpoint_url=settings.endpoint_url)
+def uses_s3(settings: Settings) -> bool:
+    """Objects live in S3 on the aws backend, and on the local one when an S3 endpoint is configured."""
+    return settings.backend == "aws" or bool(settings.endpoint_url)
+
+
+def make_store(settings: Settings, s3_client: Any = None) -> ObjectStore:
+    """S3 (through ``s3_client`` when given) or the local folder."""
+    if uses_s3(settings):
+        client = s3_client or boto3_session(settings).client("s3", endpoint_url=settings.endpoint_url)
         return S3ObjectStore(client)
     return LocalObjectStore(settings.local_root)
+
+
+def check_bucket(store: ObjectStore, settings: Settings) -> None:
+    """Fail before any job starts when the configured bucket is missing or not accessible."""
+    if isinstance(store, S3ObjectStore):
+        store.check_bucket(settings.bucket)
 
 
 def make_sagemaker_client(settings: Settings, store: ObjectStore | None = None) -> Any:

@@ -25,13 +25,28 @@ class SageMakerJobError(RuntimeError):
     """A job ended without success, or could not be waited for."""
 
 
+# Time SageMaker may spend before MaxRuntimeInSeconds starts counting (instances, image pull) and after.
+SETUP_ALLOWANCE_SECONDS = 1800
+DEFAULT_TIMEOUT_SECONDS = 6000 + SETUP_ALLOWANCE_SECONDS
+
+
 @dataclass(frozen=True)
 class Waiting:
-    """Polling policy: the interval grows from ``first`` to ``max_interval``; give up after ``timeout``."""
+    """Polling policy: the interval grows from ``first`` to ``max_interval``; give up after ``timeout``.
+
+    Without a ``timeout``, a training job's comes from its ``StoppingCondition.MaxRuntimeInSeconds``.
+    """
 
     first: float = 0.05
     max_interval: float = 30.0
-    timeout: float = 6000 + 600
+    timeout: float | None = None
+
+    def for_request(self, request: dict[str, Any]) -> Waiting:
+        if self.timeout is not None:
+            return self
+        runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        timeout = runtime + SETUP_ALLOWANCE_SECONDS if runtime else DEFAULT_TIMEOUT_SECONDS
+        return Waiting(self.first, self.max_interval, float(timeout))
 
     def intervals(self) -> Any:
         interval = self.first
@@ -51,12 +66,15 @@ def _wait(
     name: str,
     waiting: Waiting,
     log: Log,
-    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + waiting.timeout
+    timeout = waiting.timeout if waiting.timeout is not None else DEFAULT_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout
     last_status = None
     for interval in waiting.intervals():
         description = describe()
+        if on_poll is not None:
+            on_poll()
         status = description[status_field]
         if status != last_status:
             log(f"{kind} {name}: {status}")
@@ -68,10 +86,10 @@ def _wait(
             raise SageMakerJobError(f"{kind} {name} ended {status}: {reason}")
         if time.monotonic() + interval > deadline:
             raise SageMakerJobError(
-                f"{kind} {name} is still {status} after {waiting.timeout:.0f} s; it keeps running in "
+                f"{kind} {name} is still {status} after {timeout:.0f} s; it keeps running in "
                 "SageMaker: stop it there, or rerun this step to wait for it again"
             )
-        sleep(interval)
+        time.sleep(interval)
     raise AssertionError("unreachable")
 
 
@@ -86,8 +104,13 @@ def _create_or_find(create: Callable[[], Any], kind: str, name: str, log: Log) -
 
 
 def run_training_job(
-    client: Any, request: dict[str, Any], waiting: Waiting = Waiting(), log: Log = print
+    client: Any,
+    request: dict[str, Any],
+    waiting: Waiting = Waiting(),
+    log: Log = print,
+    on_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
+    """Start (or find) the training job and wait for it; ``on_poll`` runs after every describe."""
     name = request["TrainingJobName"]
     _create_or_find(lambda: client.create_training_job(**request), "training job", name, log)
     return _wait(
@@ -95,8 +118,9 @@ def run_training_job(
         "TrainingJobStatus",
         "training job",
         name,
-        waiting,
+        waiting.for_request(request),
         log,
+        on_poll,
     )
 
 

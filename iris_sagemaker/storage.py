@@ -212,6 +212,24 @@ class S3ObjectStore:
             return ObjectNotFound(bucket, key)
         return err
 
+    def check_bucket(self, bucket: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=validate_bucket(bucket))
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            where = f" at {self.client.meta.endpoint_url}"
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise BucketNotFound(
+                    bucket, hint=f"{where}: create it, or set IRIS_SAGEMAKER_BUCKET to an existing bucket"
+                ) from None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise BucketNotFound(
+                    bucket, hint=f"{where} or is not accessible with these credentials (403 Forbidden)"
+                ) from None
+            raise
+
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         # S3 PUTs are atomic: the object is visible whole or not at all.
         from botocore.exceptions import ClientError

@@ -1,10 +1,10 @@
+# Dagster reads these functions' annotations at definition time: no `from __future__ import annotations`.
 """The six assets: raw_iris -> train_csv, test_csv -> knn_training_job -> knn_model -> test_predictions.
 
 Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs``, job handling in
 ``sagemaker_steps``; the assets never ask which backend they run on.
 """
 
-from __future__ import annotations
 
 import json
 from typing import Any
@@ -135,8 +135,13 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
 def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[dict]:
     settings = sagemaker.settings
     request = specs.training_job_request(settings, job_names(context).training_job)
+    tail = sagemaker.training_log_tail(request["TrainingJobName"], context.log.info)
     description = sagemaker_steps.run_training_job(
-        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info
+        sagemaker.get_client(),
+        request,
+        waiting_for(sagemaker),
+        log=context.log.info,
+        on_poll=tail.poll if tail else None,
     )
     return Output(
         sagemaker_steps.json_safe(description),

@@ -1,6 +1,5 @@
 """Asset checks: the raw data's schema, and the model's accuracy (blocking)."""
 
-from __future__ import annotations
 
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check

@@ -11,7 +11,8 @@ import pandas as pd
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
-from iris_sagemaker.backends import make_sagemaker_client, make_store
+from iris_sagemaker.backends import boto3_session, check_bucket, make_sagemaker_client, make_store, uses_s3
+from iris_sagemaker.cloudwatch_logs import TrainingLogTail
 from iris_sagemaker.settings import Settings
 from iris_sagemaker.storage import ObjectNotFound, ObjectStore
 
@@ -55,10 +56,30 @@ class SageMakerResource(ConfigurableResource):
             split_seed=self.split_seed,
         )
 
+    def setup_for_execution(self, context: Any) -> None:
+        """Fail fast: bad settings or a missing bucket stop the step before any job starts."""
+        check_bucket(self.get_store(), self.settings)
+
     def get_store(self) -> ObjectStore:
         if self._store is None:
-            self._store = make_store(self.settings)
+            settings = self.settings
+            s3_client = None
+            if uses_s3(settings):
+                from dagster_aws.s3 import S3Resource
+
+                s3_client = S3Resource(
+                    region_name=settings.region,
+                    endpoint_url=settings.endpoint_url,
+                    profile_name=settings.profile,
+                ).get_client()
+            self._store = make_store(settings, s3_client=s3_client)
         return self._store
+
+    def training_log_tail(self, job_name: str, emit: Any) -> TrainingLogTail | None:
+        """CloudWatch logs of a SageMaker training job (aws backend only; the local engine logs itself)."""
+        if self.settings.is_local:
+            return None
+        return TrainingLogTail(boto3_session(self.settings).client("logs"), job_name, emit)
 
     def get_client(self) -> Any:
         """boto3's ``sagemaker`` client, or the embedded engine with the same methods and errors."""
@@ -77,8 +98,15 @@ class IrisS3IOManager(ConfigurableIOManager):
 
     backend: SageMakerResource
 
+    @staticmethod
+    def _metadata(context: InputContext | OutputContext) -> dict[str, Any]:
+        """The stored asset's definition metadata (for an input: that of the upstream output)."""
+        if isinstance(context, InputContext):
+            context = context.upstream_output
+        return dict(context.definition_metadata or {})
+
     def _key(self, context: InputContext | OutputContext) -> str:
-        metadata = context.definition_metadata or {}
+        metadata = self._metadata(context)
         if KEY not in metadata:
             raise ValueError(
                 f"asset {context.asset_key.to_user_string()} has no '{KEY}' metadata; IrisS3IOManager "
@@ -89,7 +117,7 @@ class IrisS3IOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         store, bucket = self.backend.get_store(), self.backend.settings.bucket
         key = self._key(context)
-        metadata = context.definition_metadata or {}
+        metadata = self._metadata(context)
         if isinstance(obj, pd.DataFrame):
             label_column = metadata.get(LABEL_COLUMN)
             frame = obj
@@ -113,7 +141,7 @@ class IrisS3IOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> Any:
         store, bucket = self.backend.get_store(), self.backend.settings.bucket
         key = self._key(context)
-        metadata = context.definition_metadata or {}
+        metadata = self._metadata(context)
         try:
             data = store.get_bytes(bucket, key)
         except ObjectNotFound:

@@ -1,0 +1,175 @@
+"""The asset graph on the aws backend, against moto's server on 127.0.0.1 (S3 and SageMaker over HTTP).
+
+moto records SageMaker calls but runs no algorithm and writes no artifact: these tests check what
+SageMaker is asked to do, where the data lands, and that a missing output is reported, never swallowed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pandas as pd
+import pytest
+import requests
+from dagster import materialize
+from moto.server import ThreadedMotoServer
+
+from iris_sagemaker import specs
+from iris_sagemaker.dagster_defs.definitions import build_definitions
+from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
+from iris_sagemaker.settings import Settings
+
+BUCKET = "tutorial-bucket"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+UP_TO_MODEL = ["raw_iris", "train_csv", "test_csv", "knn_training_job", "knn_model"]
+
+
+@pytest.fixture()
+def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-2")
+    monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", "aws")
+    monkeypatch.setenv("IRIS_SAGEMAKER_BUCKET", BUCKET)
+    monkeypatch.setenv("IRIS_SAGEMAKER_ROLE_ARN", ROLE)
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture()
+def s3(moto_endpoint: str) -> Any:
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-2")
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    return client
+
+
+def _materialize(selection: list[str] | None = None, resource: SageMakerResource | None = None):
+    defs = build_definitions()
+    backend = resource or SageMakerResource()
+    resources = {"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)}
+    assets = [*defs.assets, *defs.asset_checks]
+    return materialize(assets, resources=resources, selection=selection, raise_on_error=False)
+
+
+def _failure_message(result) -> str:
+    """Errors of failed steps and of resources that failed to initialise."""
+    errors = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            errors.append(str(error))
+    return "\n".join(errors)
+
+
+def test_sagemaker_receives_the_tutorial_requests(s3: Any, moto_endpoint: str) -> None:
+    result = _materialize(UP_TO_MODEL)
+    assert result.success, _failure_message(result)
+
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert {"iris/processed-input-data/train.csv", "iris/processed-input-data/test.csv"} <= keys
+    train = pd.read_csv(
+        io.BytesIO(s3.get_object(Bucket=BUCKET, Key="iris/processed-input-data/train.csv")["Body"].read()),
+        header=None,
+    )
+    assert train.shape == (105, 5)
+
+    sagemaker = boto3.client("sagemaker", endpoint_url=moto_endpoint, region_name="us-east-2")
+    job = result.output_for_node("knn_training_job")
+    seen = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
+    expected = specs.training_job_request(Settings.from_env(), job["TrainingJobName"])
+    assert (
+        seen["HyperParameters"]
+        == expected["HyperParameters"]
+        == {
+            "predictor_type": "classifier",
+            "feature_dim": "4",
+            "k": "3",
+            "sample_size": "150",
+        }
+    )
+    assert (
+        seen["AlgorithmSpecification"]["TrainingImage"]
+        == "404615174143.dkr.ecr.us-east-2.amazonaws.com/knn:1"
+    )
+    assert seen["InputDataConfig"] == expected["InputDataConfig"]
+    assert seen["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/iris/results"
+    assert seen["ResourceConfig"] == expected["ResourceConfig"]
+    assert seen["RoleArn"] == ROLE
+
+    model = result.output_for_node("knn_model")
+    seen_model = sagemaker.describe_model(ModelName=model["ModelName"])
+    assert seen_model["PrimaryContainer"]["ModelDataUrl"] == (
+        f"s3://{BUCKET}/iris/results/{job['TrainingJobName']}/output/model.tar.gz"
+    )
+    assert seen_model["PrimaryContainer"]["Image"] == expected["AlgorithmSpecification"]["TrainingImage"]
+    assert seen_model["ExecutionRoleArn"] == ROLE
+
+
+def test_completed_transform_without_output_fails_the_asset(s3: Any) -> None:
+    result = _materialize()
+    assert not result.success
+    message = _failure_message(result)
+    assert (
+        "reported Completed but wrote no output at s3://tutorial-bucket/iris/results/test.csv.out" in message
+    )
+
+
+def test_missing_bucket_is_reported_before_any_job(moto_endpoint: str) -> None:
+    result = _materialize(UP_TO_MODEL)
+    assert not result.success
+    message = _failure_message(result)
+    assert "bucket 'tutorial-bucket' does not exist" in message
+    sagemaker = boto3.client("sagemaker", endpoint_url=moto_endpoint, region_name="us-east-2")
+    assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+class _SageMakerWritesOutput:
+    """moto's SageMaker plus what moto does not do: write the transform's ``.out`` (all correct)."""
+
+    def __init__(self, client: Any, s3: Any) -> None:
+        self._client = client
+        self._s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def create_transform_job(self, **request: Any) -> Any:
+        response = self._client.create_transform_job(**request)
+        labels = pd.read_csv(
+            io.BytesIO(self._s3.get_object(Bucket=BUCKET, Key="iris/holdout/test_labels.csv")["Body"].read())
+        )
+        body = {"predictions": [{"predicted_label": float(v)} for v in labels["true_label"]]}
+        self._s3.put_object(Bucket=BUCKET, Key="iris/results/test.csv.out", Body=json.dumps(body).encode())
+        return response
+
+
+def test_predictions_path_on_aws_when_sagemaker_writes_output(s3: Any) -> None:
+    class Backend(SageMakerResource):
+        def get_client(self) -> Any:
+            return _SageMakerWritesOutput(super().get_client(), s3)
+
+    result = _materialize(resource=Backend())
+    assert result.success, _failure_message(result)
+    table = result.output_for_node("test_predictions")
+    assert len(table) == 45
+    meta = result.asset_materializations_for_node("test_predictions")[0].metadata
+    assert meta["accuracy"].value == 1.0
+    assert meta["predictions_uri"].value == f"s3://{BUCKET}/iris/results/test.csv.out"
+    scored = s3.get_object(Bucket=BUCKET, Key="iris/evaluation/test_predictions.csv")["Body"].read()
+    assert len(pd.read_csv(io.BytesIO(scored))) == 45
+
+
+def test_nothing_secret_reaches_metadata(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value-123")
+    result = _materialize(UP_TO_MODEL)
+    assert result.success, _failure_message(result)
+    for event in result.all_events:
+        assert "very-secret-value-123" not in repr(event)
