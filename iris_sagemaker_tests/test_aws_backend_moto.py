@@ -173,3 +173,29 @@ def test_nothing_secret_reaches_metadata(s3: Any, monkeypatch: pytest.MonkeyPatc
     assert result.success, _failure_message(result)
     for event in result.all_events:
         assert "very-secret-value-123" not in repr(event)
+
+
+def test_cli_on_aws_backend_against_moto(s3: Any, moto_endpoint: str, tmp_path) -> None:
+    """The issue's acceptance command: `dagster asset materialize` up to the model, aws backend, moto."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "IRIS_SAGEMAKER_EXECUTOR": "in_process"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "iris_sagemaker"]
+        + ["--select", ",".join(UP_TO_MODEL)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sagemaker = boto3.client("sagemaker", endpoint_url=moto_endpoint, region_name="us-east-2")
+    jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    assert [j["TrainingJobName"][: len("train-iris-")] for j in jobs] == ["train-iris-"]
+    assert [m["ModelName"][: len("Iris-KNN-")] for m in sagemaker.list_models()["Models"]] == ["Iris-KNN-"]

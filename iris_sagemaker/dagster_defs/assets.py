@@ -5,7 +5,6 @@ Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs`
 ``sagemaker_steps``; the assets never ask which backend they run on.
 """
 
-
 import json
 from typing import Any
 
@@ -19,7 +18,7 @@ from dagster import (
     multi_asset,
 )
 
-from iris_sagemaker import dataset, evaluation, sagemaker_steps, specs
+from iris_sagemaker import dataset, evaluation, plots, sagemaker_steps, specs
 from iris_sagemaker.dagster_defs.resources import (
     COLUMNS,
     HEADER,
@@ -197,6 +196,7 @@ def test_predictions(
     sagemaker: SageMakerResource,
     knn_model: dict,
     test_csv: pd.DataFrame,
+    knn_training_job: dict,
 ) -> Output[pd.DataFrame]:
     settings = sagemaker.settings
     request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
@@ -218,10 +218,17 @@ def test_predictions(
             "dagster/row_count": len(table),
             "accuracy": scores.accuracy,
             "confusion_matrix": MetadataValue.md(evaluation.confusion_markdown(scores.confusion)),
+            "confusion_matrix_plot": MetadataValue.md(
+                plots.markdown_image(plots.confusion_matrix_png(scores.confusion), "confusion matrix")
+            ),
+            "predictions_plot": MetadataValue.md(
+                plots.markdown_image(plots.predictions_scatter_png(table), "test set, predicted vs true")
+            ),
             "predictions_uri": settings.uri(output_key),
             "transform_job_name": description["TransformJobName"],
             "transform_job_arn": description["TransformJobArn"],
             "status": description["TransformJobStatus"],
             "model_name": knn_model["ModelName"],
+            "training_job_name": knn_training_job["TrainingJobName"],
         },
     )

@@ -6,6 +6,7 @@ import os
 
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
+from iris_sagemaker.dagster_defs.airflow_job import airflow_jobs
 from iris_sagemaker.dagster_defs.assets import (
     knn_model,
     knn_training_job,
@@ -15,6 +16,7 @@ from iris_sagemaker.dagster_defs.assets import (
 )
 from iris_sagemaker.dagster_defs.checks import accuracy_at_least_threshold, raw_iris_schema
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
+from iris_sagemaker.dagster_defs.schedules import retrain_iris_knn, weekly_retrain
 
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
 
@@ -39,6 +41,8 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions],
         asset_checks=[raw_iris_schema, accuracy_at_least_threshold],
+        jobs=[retrain_iris_knn, *airflow_jobs()],
+        schedules=[weekly_retrain],
         resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
         executor=executor_for_environment(),
     )

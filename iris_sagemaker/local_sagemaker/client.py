@@ -1,0 +1,428 @@
+"""``LocalSageMakerClient``: the SageMaker API of boto3 (method names, keyword arguments, response
+shapes, ``ClientError`` codes) over the embedded k-NN engine.
+
+This module only speaks the wire: it validates requests (:mod:`.validation`), checks what the embedded
+engine can run, shapes responses, and delegates state to :mod:`.records` / :mod:`.jobs` and work to
+:mod:`.training` / :mod:`.transform`. ``create_*`` return at once; jobs run in background threads.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.utils import parse_timestamp
+
+from iris_sagemaker.storage import LocalObjectStore, ObjectStore, ObjectStoreError, parse_s3_uri
+
+from .errors import RESOURCE_IN_USE, client_error, not_found, validation_error
+from .images import is_knn_image, unsupported_image_message
+from .jobs import JobRunner, JobType
+from .records import MODELS, TRAINING_JOBS, TRANSFORM_JOBS, Record, RecordStore, now, to_json_time
+from .training import model_artifact_uri, run_training
+from .transform import DEFAULT_MAX_PAYLOAD_MB, run_transform
+from .validation import operation_model, validate_request
+
+ACCOUNT_ID = "000000000000"
+TRAINING = JobType(
+    TRAINING_JOBS, "TrainingJobStatus", "TrainingStartTime", "TrainingEndTime", "Training job", True
+)
+TRANSFORM = JobType(
+    TRANSFORM_JOBS, "TransformJobStatus", "TransformStartTime", "TransformEndTime", "Transform job", False
+)
+_TIME_KEYS = frozenset(
+    {
+        "CreationTime",
+        "LastModifiedTime",
+        "TrainingStartTime",
+        "TrainingEndTime",
+        "TransformStartTime",
+        "TransformEndTime",
+        "StartTime",
+        "EndTime",
+        "Timestamp",
+    }
+)
+_DEFAULT_MAX_RESULTS = 10
+
+
+@dataclass(frozen=True)
+class ClientMeta:
+    """The parts of ``boto3_client.meta`` callers read."""
+
+    region_name: str
+    endpoint_url: str
+    service_name: str = "sagemaker"
+
+
+class LocalSageMakerClient:
+    """A boto3-shaped ``sagemaker`` client whose jobs run in this process on local files.
+
+    ``root`` is LOCAL_ROOT: objects live in ``store`` (default ``LocalObjectStore(root)``, i.e.
+    ``root/s3/BUCKET/KEY``) and job/model records under ``root/sagemaker/``.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], region: str = "us-east-2", store: ObjectStore | None = None
+    ):
+        self.root = Path(root).expanduser().resolve()
+        self.region = region
+        self.store: ObjectStore = store if store is not None else LocalObjectStore(self.root)
+        self.meta = ClientMeta(region_name=region, endpoint_url=self.root.as_uri())
+        self._records = RecordStore(self.root)
+        self._runner = JobRunner(self._records)
+
+    def __repr__(self) -> str:
+        return f"LocalSageMakerClient(root={str(self.root)!r}, region={self.region!r})"
+
+    # ---- ARNs ---------------------------------------------------------------------------------
+
+    def _arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:{kind}/{name.lower()}"
+
+    # ---- training jobs ------------------------------------------------------------------------
+
+    def create_training_job(self, **request: Any) -> dict[str, Any]:
+        op = "CreateTrainingJob"
+        validate_request(op, request)
+        self._check_training_request(request, op)
+        name = request["TrainingJobName"]
+        arn = self._arn("training-job", name)
+        created = to_json_time(now())
+        state = {
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "SecondaryStatusTransitions": [
+                {
+                    "Status": "Starting",
+                    "StartTime": created,
+                    "StatusMessage": "Preparing the instances for training",
+                }
+            ],
+            "ModelArtifacts": {"S3ModelArtifacts": str(model_artifact_uri(request))},
+        }
+        record = {"name": name, "arn": arn, "request": copy.deepcopy(request), "state": state}
+        max_runtime = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+        job_request = copy.deepcopy(request)
+        started = self._runner.create_and_start(
+            TRAINING, name, record, lambda ctx: run_training(job_request, self.store, ctx), max_runtime
+        )
+        if not started:
+            raise client_error(
+                RESOURCE_IN_USE,
+                "Training job names must be unique within an AWS account and region, and a training job "
+                f"with this name already exists ({arn})",
+                op,
+            )
+        return _response({"TrainingJobArn": arn})
+
+    def _check_training_request(self, request: dict[str, Any], op: str) -> None:
+        spec = request.get("AlgorithmSpecification")
+        if not spec:
+            raise validation_error("AlgorithmSpecification is required (the k-NN TrainingImage).", op)
+        if spec.get("AlgorithmName"):
+            raise validation_error(
+                "The embedded SageMaker engine runs only the built-in k-NN image; AlgorithmName "
+                "(marketplace algorithms) is not supported. Set AlgorithmSpecification.TrainingImage.",
+                op,
+            )
+        if not is_knn_image(spec.get("TrainingImage"), self.region):
+            raise validation_error(unsupported_image_message(spec.get("TrainingImage"), self.region), op)
+        _check_s3_uri(request["OutputDataConfig"]["S3OutputPath"], "OutputDataConfig.S3OutputPath", op)
+
+    def describe_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
+        op = "DescribeTrainingJob"
+        validate_request(op, {"TrainingJobName": TrainingJobName})
+        record = self._records.read(TRAINING_JOBS, TrainingJobName)
+        if record is None:
+            raise not_found(op)
+        record = self._runner.supervise(TRAINING, record)
+        return _response(self._describe(op, record, {"TrainingJobName": record["name"]}, _training_defaults))
+
+    def stop_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
+        op = "StopTrainingJob"
+        validate_request(op, {"TrainingJobName": TrainingJobName})
+        self._runner.request_stop(TRAINING, TrainingJobName, op)
+        return _response({})
+
+    def list_training_jobs(self, **request: Any) -> dict[str, Any]:
+        op = "ListTrainingJobs"
+        validate_request(op, request)
+        summaries = [
+            _summary(self._runner.supervise(TRAINING, record), TRAINING, "TrainingJobName", "TrainingJobArn")
+            for record in self._records.list(TRAINING_JOBS)
+        ]
+        page, token = _page(summaries, request, "TrainingJobName", "TrainingJobStatus", op)
+        return _response({"TrainingJobSummaries": page, **token})
+
+    # ---- models -------------------------------------------------------------------------------
+
+    def create_model(self, **request: Any) -> dict[str, Any]:
+        op = "CreateModel"
+        validate_request(op, request)
+        self._check_model_request(request, op)
+        name = request["ModelName"]
+        arn = self._arn("model", name)
+        state = {"CreationTime": to_json_time(now())}
+        record = {"name": name, "arn": arn, "request": copy.deepcopy(request), "state": state}
+        if not self._records.create(MODELS, name, record):
+            raise validation_error(f'Cannot create already existing model "{arn}".', op)
+        return _response({"ModelArn": arn})
+
+    def _check_model_request(self, request: dict[str, Any], op: str) -> None:
+        if request.get("Containers"):
+            raise validation_error(
+                "The embedded SageMaker engine supports a single PrimaryContainer, not Containers.", op
+            )
+        container = request.get("PrimaryContainer")
+        if not container:
+            raise validation_error("PrimaryContainer is required (the k-NN image and its ModelDataUrl).", op)
+        if not is_knn_image(container.get("Image"), self.region):
+            raise validation_error(unsupported_image_message(container.get("Image"), self.region), op)
+        url = container.get("ModelDataUrl")
+        if not url:
+            raise validation_error(
+                "PrimaryContainer.ModelDataUrl is required: the k-NN image needs the model.tar.gz of a "
+                "training job.",
+                op,
+            )
+        uri = _check_s3_uri(url, "PrimaryContainer.ModelDataUrl", op)
+        if not self.store.exists(uri.bucket, uri.key):
+            raise validation_error(f"Could not find model data at {url}.", op)
+
+    def describe_model(self, *, ModelName: str) -> dict[str, Any]:
+        op = "DescribeModel"
+        validate_request(op, {"ModelName": ModelName})
+        record = self._model_record(ModelName, op)
+        return _response(self._describe(op, record, {"ModelName": record["name"]}, _model_defaults))
+
+    def delete_model(self, *, ModelName: str) -> dict[str, Any]:
+        op = "DeleteModel"
+        validate_request(op, {"ModelName": ModelName})
+        if not self._records.delete(MODELS, ModelName):
+            raise validation_error(f'Could not find model "{self._arn("model", ModelName)}".', op)
+        return _response({})
+
+    def list_models(self, **request: Any) -> dict[str, Any]:
+        op = "ListModels"
+        validate_request(op, request)
+        summaries = [
+            {
+                "ModelName": record["name"],
+                "ModelArn": record["arn"],
+                "CreationTime": record["state"]["CreationTime"],
+            }
+            for record in self._records.list(MODELS)
+        ]
+        page, token = _page(summaries, request, "ModelName", None, op)
+        return _response({"Models": _times(page), **token})
+
+    def _model_record(self, name: str, op: str) -> Record:
+        record = self._records.read(MODELS, name)
+        if record is None:
+            raise validation_error(f'Could not find model "{self._arn("model", name)}".', op)
+        return record
+
+    # ---- transform jobs -----------------------------------------------------------------------
+
+    def create_transform_job(self, **request: Any) -> dict[str, Any]:
+        op = "CreateTransformJob"
+        validate_request(op, request)
+        model = self._model_record(request["ModelName"], op)
+        _check_s3_uri(request["TransformOutput"]["S3OutputPath"], "TransformOutput.S3OutputPath", op)
+        name = request["TransformJobName"]
+        arn = self._arn("transform-job", name)
+        created = to_json_time(now())
+        state = {"TransformJobStatus": "InProgress", "CreationTime": created, "LastModifiedTime": created}
+        record = {"name": name, "arn": arn, "request": copy.deepcopy(request), "state": state}
+        model_url = model["request"]["PrimaryContainer"]["ModelDataUrl"]
+        job_request = copy.deepcopy(request)
+        program: Callable[..., dict[str, Any]] = lambda ctx: run_transform(  # noqa: E731
+            job_request, model_url, self.store, ctx
+        )
+        if not self._runner.create_and_start(TRANSFORM, name, record, program, None):
+            raise client_error(
+                RESOURCE_IN_USE,
+                "Job name must be unique within an AWS account and region, and a transform job with this "
+                f"name already exists ({arn})",
+                op,
+            )
+        return _response({"TransformJobArn": arn})
+
+    def describe_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
+        op = "DescribeTransformJob"
+        validate_request(op, {"TransformJobName": TransformJobName})
+        record = self._records.read(TRANSFORM_JOBS, TransformJobName)
+        if record is None:
+            raise not_found(op)
+        record = self._runner.supervise(TRANSFORM, record)
+        return _response(
+            self._describe(op, record, {"TransformJobName": record["name"]}, _transform_defaults)
+        )
+
+    def stop_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
+        op = "StopTransformJob"
+        validate_request(op, {"TransformJobName": TransformJobName})
+        self._runner.request_stop(TRANSFORM, TransformJobName, op)
+        return _response({})
+
+    def list_transform_jobs(self, **request: Any) -> dict[str, Any]:
+        op = "ListTransformJobs"
+        validate_request(op, request)
+        summaries = [
+            _summary(
+                self._runner.supervise(TRANSFORM, record), TRANSFORM, "TransformJobName", "TransformJobArn"
+            )
+            for record in self._records.list(TRANSFORM_JOBS)
+        ]
+        page, token = _page(summaries, request, "TransformJobName", "TransformJobStatus", op)
+        return _response({"TransformJobSummaries": page, **token})
+
+    # ---- shaping ------------------------------------------------------------------------------
+
+    def _describe(
+        self,
+        describe_op: str,
+        record: Record,
+        identity: dict[str, Any],
+        defaults: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        """Request fields the Describe output carries, then defaults, then the job's state."""
+        members = operation_model(describe_op).output_shape.members
+        out: dict[str, Any] = dict(identity)
+        arn_key = next(key for key in members if key.endswith("Arn") and key.startswith(describe_op[8:]))
+        out[arn_key] = record["arn"]
+        for key, value in record["request"].items():
+            if key in members and key not in out:
+                out[key] = copy.deepcopy(value)
+        defaults(out)
+        out.update(copy.deepcopy(record["state"]))
+        return _times(out)
+
+
+# ---- module helpers ----------------------------------------------------------------------------
+
+
+def _response(body: dict[str, Any]) -> dict[str, Any]:
+    request_id = str(uuid.uuid4())
+    body["ResponseMetadata"] = {
+        "RequestId": request_id,
+        "HTTPStatusCode": 200,
+        "HTTPHeaders": {"x-amzn-requestid": request_id, "content-type": "application/x-amz-json-1.1"},
+        "RetryAttempts": 0,
+    }
+    return body
+
+
+def _check_s3_uri(uri: str, what: str, op: str) -> Any:
+    try:
+        return parse_s3_uri(uri)
+    except ObjectStoreError as err:
+        raise validation_error(f"{what} {uri!r} is not a usable S3 URI: {err}", op) from None
+
+
+def _training_defaults(out: dict[str, Any]) -> None:
+    spec = out.setdefault("AlgorithmSpecification", {})
+    spec.setdefault("EnableSageMakerMetricsTimeSeries", False)
+    out.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": 86400})
+    for channel in out.get("InputDataConfig", []):
+        channel.setdefault("CompressionType", "None")
+        channel.setdefault("RecordWrapperType", "None")
+    out.setdefault("EnableNetworkIsolation", False)
+    out.setdefault("EnableInterContainerTrafficEncryption", False)
+    out.setdefault("EnableManagedSpotTraining", False)
+
+
+def _model_defaults(out: dict[str, Any]) -> None:
+    out["PrimaryContainer"].setdefault("Mode", "SingleModel")
+    out.setdefault("EnableNetworkIsolation", False)
+
+
+def _transform_defaults(out: dict[str, Any]) -> None:
+    out.setdefault("MaxConcurrentTransforms", 1)
+    out.setdefault("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)
+    out["TransformInput"].setdefault("CompressionType", "None")
+    out["TransformInput"].setdefault("SplitType", "None")
+
+
+def _times(value: Any) -> Any:
+    """Record times (ISO strings) as timezone-aware datetimes, recursively, as boto3 returns them."""
+    if isinstance(value, dict):
+        return {
+            key: datetime.fromisoformat(item) if key in _TIME_KEYS and isinstance(item, str) else _times(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_times(item) for item in value]
+    return value
+
+
+def _summary(record: Record, jtype: JobType, name_key: str, arn_key: str) -> dict[str, Any]:
+    state = record["state"]
+    summary = {
+        name_key: record["name"],
+        arn_key: record["arn"],
+        "CreationTime": state["CreationTime"],
+        "LastModifiedTime": state["LastModifiedTime"],
+        jtype.status_key: state[jtype.status_key],
+    }
+    if jtype.end_key in state:
+        summary[jtype.end_key] = state[jtype.end_key]
+    if jtype.has_transitions:
+        summary["SecondaryStatus"] = state["SecondaryStatus"]
+    elif "FailureReason" in state:
+        summary["FailureReason"] = state["FailureReason"]
+    return summary
+
+
+def _page(
+    items: list[dict[str, Any]], request: dict[str, Any], name_key: str, status_key: str | None, op: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Filter, sort and paginate summaries as the List* operations do (NextToken = an offset)."""
+    items = [item for item in items if _matches(item, request, name_key, status_key)]
+    sort_by = request.get("SortBy", "CreationTime")
+    sort_key = {"Name": name_key, "CreationTime": "CreationTime", "Status": status_key or name_key}[sort_by]
+    items.sort(
+        key=lambda item: (item[sort_key], item[name_key]), reverse=request.get("SortOrder") == "Descending"
+    )
+    try:
+        offset = int(request.get("NextToken") or 0)
+    except ValueError:
+        raise validation_error("Invalid pagination token.", op) from None
+    limit = request.get("MaxResults", _DEFAULT_MAX_RESULTS)
+    page = items[offset : offset + limit]
+    token = {"NextToken": str(offset + limit)} if offset + limit < len(items) else {}
+    return _times(page), token
+
+
+def _matches(item: dict[str, Any], request: dict[str, Any], name_key: str, status_key: str | None) -> bool:
+    contains = request.get("NameContains")
+    if contains and contains.lower() not in item[name_key].lower():
+        return False
+    if status_key and request.get("StatusEquals") and item[status_key] != request["StatusEquals"]:
+        return False
+    for param, field, after in (
+        ("CreationTimeAfter", "CreationTime", True),
+        ("CreationTimeBefore", "CreationTime", False),
+        ("LastModifiedTimeAfter", "LastModifiedTime", True),
+        ("LastModifiedTimeBefore", "LastModifiedTime", False),
+    ):
+        if param in request and field in item:
+            bound = _as_utc(request[param])
+            value = datetime.fromisoformat(item[field])
+            if (value <= bound) if after else (value >= bound):
+                return False
+    return True
+
+
+def _as_utc(value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else parse_timestamp(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,49 @@
+"""Errors as the SageMaker API and its algorithms report them.
+
+API errors are ``botocore.exceptions.ClientError`` with SageMaker's codes, so callers handle the
+embedded engine and AWS with one ``except``. Job failures are :class:`JobFailure`, whose text becomes the
+job's ``FailureReason``.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+VALIDATION = "ValidationException"
+RESOURCE_IN_USE = "ResourceInUse"
+RESOURCE_NOT_FOUND = "ResourceNotFound"
+
+
+def client_error(code: str, message: str, operation: str, status: int = 400) -> ClientError:
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 0},
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
+
+
+def validation_error(message: str, operation: str) -> ClientError:
+    return client_error(VALIDATION, message, operation)
+
+
+def not_found(operation: str) -> ClientError:
+    return validation_error("Requested resource not found.", operation)
+
+
+class JobFailure(Exception):
+    """A job ends ``Failed`` with ``str(self)`` as its FailureReason."""
+
+
+class AlgorithmClientError(JobFailure):
+    """The user's request or data is at fault (SageMaker's ``ClientError:`` failure reasons)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"ClientError: {message}")
+
+
+class JobStopped(Exception):
+    """Raised inside a worker when a stop was requested (or the runtime limit was reached)."""
+
+    def __init__(self, secondary_status: str = "Stopped") -> None:
+        super().__init__(secondary_status)
+        self.secondary_status = secondary_status
