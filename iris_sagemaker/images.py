@@ -48,8 +48,3 @@ def knn_image_uri(region: str) -> str:
         ) from None
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"{account}.dkr.ecr.{region}.{domain}/{KNN_REPOSITORY}"
-
-
-def is_knn_image(image: str) -> bool:
-    """True for the built-in k-NN image of any known region."""
-    return any(image == knn_image_uri(region) for region in KNN_REGISTRY_ACCOUNTS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -186,9 +187,9 @@ def test_cli_on_aws_backend_against_moto(s3: Any, moto_endpoint: str, tmp_path) 
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "IRIS_SAGEMAKER_EXECUTOR": "in_process"}
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "iris_sagemaker"]
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "iris_sagemaker"]
-        + ["--select", ",".join(UP_TO_MODEL)],
+        [*command, "--select", ",".join(UP_TO_MODEL)],
         env=env,
         capture_output=True,
         text=True,
@@ -199,3 +200,55 @@ def test_cli_on_aws_backend_against_moto(s3: Any, moto_endpoint: str, tmp_path) 
     jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
     assert [j["TrainingJobName"][: len("train-iris-")] for j in jobs] == ["train-iris-"]
     assert [m["ModelName"][: len("Iris-KNN-")] for m in sagemaker.list_models()["Models"]] == ["Iris-KNN-"]
+
+
+def test_local_engine_over_s3_runs_the_whole_pipeline(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Train locally against any S3 (MinIO, moto): objects in S3, the algorithm on this machine."""
+    monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", "local")
+    monkeypatch.setenv("IRIS_SAGEMAKER_S3_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.delenv("IRIS_SAGEMAKER_ROLE_ARN")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-2")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    result = _materialize()
+    assert result.success, _failure_message(result)
+    out = json.loads(s3.get_object(Bucket=BUCKET, Key="iris/results/test.csv.out")["Body"].read())
+    assert len(out["predictions"]) == 45
+    job = result.output_for_node("knn_training_job")
+    artifact_key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    assert s3.head_object(Bucket=BUCKET, Key=artifact_key)["ContentLength"] > 0
+    meta = result.asset_materializations_for_node("test_predictions")[0].metadata
+    assert meta["accuracy"].value >= 0.9
+    # Nothing of the bucket was written to the local folder.
+    assert not (tmp_path / "local-root" / "s3").exists()
+
+
+def test_training_logs_are_forwarded_from_cloudwatch(moto_endpoint: str) -> None:
+    from iris_sagemaker.cloudwatch_logs import LOG_GROUP, TrainingLogTail
+
+    logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-2")
+    lines: list[str] = []
+    tail = TrainingLogTail(logs, "train-iris-1", lines.append)
+    assert tail.poll() == 0  # no log group yet: nothing to forward, no error
+
+    logs.create_log_group(logGroupName=LOG_GROUP)
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="train-iris-1/algo-1-1700000000")
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="train-iris-10/algo-1-1700000000")
+
+    def put(stream: str, *messages: str) -> None:
+        now_ms = int(time.time() * 1000)  # CloudWatch drops events older than 14 days
+        events = [{"timestamp": now_ms + i, "message": m} for i, m in enumerate(messages)]
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+
+    put("train-iris-1/algo-1-1700000000", "Reading data", "Building index")
+    put("train-iris-10/algo-1-1700000000", "another job")
+    assert tail.poll() == 2
+    put("train-iris-1/algo-1-1700000000", "#test_score (algo-1) : ('accuracy', 0.97)")
+    assert tail.poll() == 1
+    assert tail.poll() == 0
+    assert lines == [
+        "[train-iris-1/algo-1-1700000000] Reading data",
+        "[train-iris-1/algo-1-1700000000] Building index",
+        "[train-iris-1/algo-1-1700000000] #test_score (algo-1) : ('accuracy', 0.97)",
+    ]

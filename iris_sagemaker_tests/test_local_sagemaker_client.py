@@ -76,7 +76,9 @@ def test_training_completes_and_describes_like_boto3(lab, tmp_path):
 def test_test_channel_accuracy(lab):
     labels, features = iris_like()
     job = lab.train(
-        train=to_csv(labels[:105], features[:105]), test=to_csv(labels[105:], features[105:]), hyperparameters=CLASSIFIER
+        train=to_csv(labels[:105], features[:105]),
+        test=to_csv(labels[105:], features[105:]),
+        hyperparameters=CLASSIFIER,
     )
     [metric] = job["FinalMetricDataList"]
     assert metric["MetricName"] == "test:accuracy" and metric["Value"] >= 0.95
@@ -87,7 +89,9 @@ def test_regressor_mse(lab):
     x = np.linspace(0, 10, 200, dtype=np.float32)[:, None]
     y = (2 * x[:, 0]).astype(np.float32)
     hyperparameters = {"predictor_type": "regressor", "feature_dim": "1", "k": "2", "sample_size": "1000"}
-    job = lab.train(hyperparameters=hyperparameters, train=to_csv(y[::2], x[::2]), test=to_csv(y[1::2], x[1::2]))
+    job = lab.train(
+        hyperparameters=hyperparameters, train=to_csv(y[::2], x[::2]), test=to_csv(y[1::2], x[1::2])
+    )
     [metric] = job["FinalMetricDataList"]
     assert metric["MetricName"] == "test:mse" and metric["Value"] < 0.05
 
@@ -109,7 +113,10 @@ def test_gzip_training_data(lab):
 @pytest.mark.parametrize(
     ("hyperparameters", "named"),
     [
-        ({**CLASSIFIER, "predictor_type": "ranker"}, "predictor_type='ranker': allowed values are classifier, regressor"),
+        (
+            {**CLASSIFIER, "predictor_type": "ranker"},
+            "predictor_type='ranker': allowed values are classifier, regressor",
+        ),
         ({**CLASSIFIER, "k": "three"}, "k='three': must be a positive integer"),
         ({**CLASSIFIER, "index_metric": "MANHATTAN"}, "index_metric='MANHATTAN'"),
     ],
@@ -132,7 +139,8 @@ def test_feature_dim_mismatch(lab):
     job = lab.train(hyperparameters={**CLASSIFIER, "feature_dim": "3"})
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"] == (
-        "ClientError: feature_dim=3 does not match the data: row 1 of s3://bucket/train-iris/input/train.csv has "
+        "ClientError: feature_dim=3 does not match the data: "
+        "row 1 of s3://bucket/train-iris/input/train.csv has "
         "4 feature columns after the label (expected 3). Set the feature_dim hyperparameter to the number of "
         "features."
     )
@@ -169,7 +177,9 @@ def test_training_channel_problems(lab):
             }
         ],
     )
-    assert missing["FailureReason"].startswith('ClientError: No S3 objects found under S3 URL "s3://bucket/none/"')
+    assert missing["FailureReason"].startswith(
+        'ClientError: No S3 objects found under S3 URL "s3://bucket/none/"'
+    )
     extra = lab.train("extra-channel", test=b"0,1,2,3,4\n")
     assert extra["TrainingJobStatus"] == "Completed"
 
@@ -198,9 +208,26 @@ def test_describe_model_and_listings(lab):
     assert [s["TrainingJobName"] for s in failed] == ["job-b"]
     page = lab.client.list_training_jobs(MaxResults=1, SortOrder="Descending", SortBy="Name")
     assert [s["TrainingJobName"] for s in page["TrainingJobSummaries"]] == ["job-b"]
-    rest = lab.client.list_training_jobs(MaxResults=1, SortOrder="Descending", SortBy="Name", NextToken=page["NextToken"])
-    assert [s["TrainingJobName"] for s in rest["TrainingJobSummaries"]] == ["job-a"] and "NextToken" not in rest
+    rest = lab.client.list_training_jobs(
+        MaxResults=1, SortOrder="Descending", SortBy="Name", NextToken=page["NextToken"]
+    )
+    assert [s["TrainingJobName"] for s in rest["TrainingJobSummaries"]] == [
+        "job-a"
+    ] and "NextToken" not in rest
     later = lab.client.list_training_jobs(CreationTimeAfter=datetime.now(UTC) + timedelta(hours=1))
     assert later["TrainingJobSummaries"] == []
     assert [m["ModelName"] for m in lab.client.list_models(NameContains="iris")["Models"]] == ["Iris-KNN"]
     assert_matches_output_shape("ListModels", lab.client.list_models())
+
+
+def test_engine_imports_no_orchestrator():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, iris_sagemaker.local_sagemaker\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'airflow'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""

@@ -29,7 +29,9 @@ def test_decode_csv():
 
 
 def test_decode_csv_names_the_bad_row():
-    with pytest.raises(f.FormatError, match=r"^row 12 of s3://b/t\.csv: column 2 value 'abc' is not a number$"):
+    with pytest.raises(
+        f.FormatError, match=r"^row 12 of s3://b/t\.csv: column 2 value 'abc' is not a number$"
+    ):
         f.decode_request(b"1,2,3,4\n\n5,abc,7,8", _media("text/csv"), 4, "s3://b/t.csv", first_line=10)
     with pytest.raises(f.FormatError, match=r"^row 1 of req has 3 columns, expected 4$"):
         f.decode_request(b"1,2,3", _media("text/csv"), 4, "req")
@@ -40,7 +42,12 @@ def test_decode_csv_names_the_bad_row():
 
 
 def test_decode_json_both_instance_shapes_and_concatenated_documents():
-    doc = {"instances": [{"data": {"features": {"values": [-3, -1, -4, 2]}}}, {"features": [3.0, 0.1, 0.04, 0.002]}]}
+    doc = {
+        "instances": [
+            {"data": {"features": {"values": [-3, -1, -4, 2]}}},
+            {"features": [3.0, 0.1, 0.04, 0.002]},
+        ]
+    }
     payload = (json.dumps(doc) + "\n" + json.dumps({"features": [1, 2, 3, 4]})).encode()
     x = f.decode_request(payload, _media("application/json"), 4, "req")
     np.testing.assert_allclose(x, [[-3, -1, -4, 2], [3.0, 0.1, 0.04, 0.002], [1, 2, 3, 4]], rtol=1e-6)
@@ -55,7 +62,9 @@ def test_decode_jsonlines_and_errors():
         f.decode_request(b"{nope", _media("application/jsonlines"), 4, "req")
     with pytest.raises(f.FormatError, match=r"record 1 of the JSON request .* has no features"):
         f.decode_request(b'{"x": 1}', _media("application/json"), 4, "req")
-    with pytest.raises(f.FormatError, match="content type 'application/x-recordio-protobuf' is not supported"):
+    with pytest.raises(
+        f.FormatError, match="content type 'application/x-recordio-protobuf' is not supported"
+    ):
         f.decode_request(b"", _media("application/x-recordio-protobuf"), 4, "req")
 
 
@@ -67,8 +76,14 @@ def test_response_formats():
     assert plain == b'{"predictions": [{"predicted_label": 2.0}, {"predicted_label": 0.0}]}'
     lines = f.encode_response(f.response_format("application/jsonlines"), predicted, distances, labels)
     assert lines == b'{"predicted_label": 2.0}\n{"predicted_label": 0.0}\n'
-    verbose = f.encode_response(f.response_format("application/json; verbose=true"), predicted, distances, labels)
-    assert json.loads(verbose)["predictions"][0] == {"predicted_label": 2.0, "distances": [0.0, 0.14], "labels": [2.0, 2.0]}
+    verbose = f.encode_response(
+        f.response_format("application/json; verbose=true"), predicted, distances, labels
+    )
+    assert json.loads(verbose)["predictions"][0] == {
+        "predicted_label": 2.0,
+        "distances": [0.0, 0.14],
+        "labels": [2.0, 2.0],
+    }
 
 
 def test_unsupported_accept():

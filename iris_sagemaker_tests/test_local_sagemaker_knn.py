@@ -23,28 +23,37 @@ def _params(**changes: str) -> knn.KnnParams:
 def test_defaults():
     params = _params()
     assert params == knn.KnnParams(feature_dim=4, k=3, predictor_type="classifier", sample_size=150)
-    assert params.index_type == "faiss.Flat" and params.index_metric == "L2" and params.mini_batch_size == 5000
+    assert (
+        params.index_type == "faiss.Flat" and params.index_metric == "L2" and params.mini_batch_size == 5000
+    )
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"feature_dim": "four"}, "ClientError: Invalid hyperparameter feature_dim='four': must be a positive integer."),
+        (
+            {"feature_dim": "four"},
+            "ClientError: Invalid hyperparameter feature_dim='four': must be a positive integer.",
+        ),
         ({"k": "0"}, "ClientError: Invalid hyperparameter k='0': must be a positive integer."),
         (
             {"predictor_type": "clustering"},
             "ClientError: Invalid hyperparameter predictor_type='clustering': allowed values are classifier, "
             "regressor.",
         ),
-        ({"sample_size": "-5"}, "ClientError: Invalid hyperparameter sample_size='-5': must be a positive integer."),
+        (
+            {"sample_size": "-5"},
+            "ClientError: Invalid hyperparameter sample_size='-5': must be a positive integer.",
+        ),
         (
             {"dimension_reduction_type": "pca", "dimension_reduction_target": "2"},
-            "ClientError: Invalid hyperparameter dimension_reduction_type='pca': allowed values are sign, fjlt.",
+            "ClientError: Invalid hyperparameter dimension_reduction_type='pca': "
+            "allowed values are sign, fjlt.",
         ),
         (
             {"dimension_reduction_type": "sign", "dimension_reduction_target": "4"},
-            "ClientError: Invalid hyperparameter dimension_reduction_target='4': allowed values are integers with "
-            "0 < dimension_reduction_target < feature_dim (4).",
+            "ClientError: Invalid hyperparameter dimension_reduction_target='4': "
+            "allowed values are integers with 0 < dimension_reduction_target < feature_dim (4).",
         ),
         (
             {"dimension_reduction_type": "sign"},
@@ -53,7 +62,8 @@ def test_defaults():
         ),
         (
             {"dimension_reduction_target": "2"},
-            "ClientError: Invalid hyperparameter dimension_reduction_target: it requires dimension_reduction_type",
+            "ClientError: Invalid hyperparameter dimension_reduction_target: "
+            "it requires dimension_reduction_type",
         ),
         (
             {"index_type": "faiss.HNSW"},
@@ -62,22 +72,27 @@ def test_defaults():
         ),
         (
             {"index_metric": "L1"},
-            "ClientError: Invalid hyperparameter index_metric='L1': allowed values are L2, INNER_PRODUCT, COSINE.",
+            "ClientError: Invalid hyperparameter index_metric='L1': "
+            "allowed values are L2, INNER_PRODUCT, COSINE.",
         ),
         (
             {"index_type": "faiss.IVFPQ", "index_metric": "COSINE"},
-            "ClientError: Invalid hyperparameter index_metric='COSINE': index_type faiss.IVFPQ supports only L2.",
+            "ClientError: Invalid hyperparameter index_metric='COSINE': "
+            "index_type faiss.IVFPQ supports only L2.",
         ),
         (
             {"faiss_index_ivf_nlists": "many"},
-            "ClientError: Invalid hyperparameter faiss_index_ivf_nlists='many': allowed values are 'auto' or a "
-            "positive integer.",
+            "ClientError: Invalid hyperparameter faiss_index_ivf_nlists='many': "
+            "allowed values are 'auto' or a positive integer.",
         ),
         (
             {"faiss_index_pq_m": "5"},
             "ClientError: Invalid hyperparameter faiss_index_pq_m='5': allowed values are 1, 2, 3, 4, 8, 12,",
         ),
-        ({"mini_batch_size": "0"}, "ClientError: Invalid hyperparameter mini_batch_size='0': must be a positive"),
+        (
+            {"mini_batch_size": "0"},
+            "ClientError: Invalid hyperparameter mini_batch_size='0': must be a positive",
+        ),
         ({"epochs": "3"}, "ClientError: Additional hyperparameters are not allowed ('epochs' unexpected)"),
     ],
 )
@@ -130,7 +145,9 @@ def test_regressor_predicts_the_mean_label():
 
 def test_k_larger_than_the_data():
     labels, features = iris_like(rows_per_class=1)
-    with pytest.raises(AlgorithmClientError, match="Invalid hyperparameter k=5: it exceeds the number of sampled"):
+    with pytest.raises(
+        AlgorithmClientError, match="Invalid hyperparameter k=5: it exceeds the number of sampled"
+    ):
         knn.train(_params(k="5"), labels, features)
 
 
@@ -161,13 +178,17 @@ def test_other_indexes_round_trip(changes):
 
 def test_ivfpq_needs_enough_points():
     labels, features = iris_like(rows_per_class=10)
-    with pytest.raises(AlgorithmClientError, match="faiss.IVFPQ needs at least 256 sampled training points"):
+    with pytest.raises(
+        AlgorithmClientError, match=r"faiss\.IVFPQ needs at least 256 sampled training points"
+    ):
         knn.train(_params(index_type="faiss.IVFPQ", faiss_index_ivf_nlists="2"), labels, features)
 
 
 def test_nlists_larger_than_the_data():
     labels, features = iris_like(rows_per_class=2)
-    with pytest.raises(AlgorithmClientError, match="faiss_index_ivf_nlists=12: it exceeds the number of sampled"):
+    with pytest.raises(
+        AlgorithmClientError, match="faiss_index_ivf_nlists=12: it exceeds the number of sampled"
+    ):
         knn.train(_params(index_type="faiss.IVFFlat"), labels, features)
 
 
@@ -209,7 +230,7 @@ def test_artifact_layout_and_no_pickle():
 
 
 def test_load_rejects_foreign_artifacts():
-    with pytest.raises(AlgorithmClientError, match="not a readable model.tar.gz"):
+    with pytest.raises(AlgorithmClientError, match=r"not a readable model\.tar\.gz"):
         knn.load_model(b"not a tarball")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -35,7 +35,12 @@ def _predictions(data: bytes) -> list[float]:
 @pytest.mark.parametrize(
     ("input_key", "object_key", "output_prefix", "expected"),
     [
-        ("iris/processed-input-data/test.csv", "iris/processed-input-data/test.csv", "iris/results", "iris/results/test.csv.out"),
+        (
+            "iris/processed-input-data/test.csv",
+            "iris/processed-input-data/test.csv",
+            "iris/results",
+            "iris/results/test.csv.out",
+        ),
         ("in/", "in/a.csv", "out/", "out/a.csv.out"),
         ("in/", "in/sub/b.csv", "out", "out/sub/b.csv.out"),
         ("in/part", "in/part-1.csv", "", "part-1.csv.out"),
@@ -75,7 +80,9 @@ def test_prefix_maps_every_object(lab, iris):
 def test_output_order_is_input_order(lab, iris):
     data, truth = iris
     uri = lab.put("order/test.csv", data)
-    lab.transform("ordered", "iris-knn", uri, "s3://bucket/order-out", BatchStrategy="SingleRecord", AssembleWith="Line")
+    lab.transform(
+        "ordered", "iris-knn", uri, "s3://bucket/order-out", BatchStrategy="SingleRecord", AssembleWith="Line"
+    )
     docs = lab.get("order-out/test.csv.out").decode().splitlines()
     assert len(docs) == len(truth)  # one JSON document per mini-batch (here: per record), one per line
     predicted = [json.loads(doc)["predictions"][0]["predicted_label"] for doc in docs]
@@ -107,11 +114,15 @@ def test_json_and_jsonlines_requests(lab, iris):
     data, truth = iris
     rows = [[float(v) for v in line.split(",")] for line in data.decode().splitlines()]
     uri = lab.put("jreq/test.jsonl", "".join(json.dumps({"features": r}) + "\n" for r in rows).encode())
-    job = lab.transform("jsonl-in", "iris-knn", uri, "s3://bucket/jreq-out", ContentType="application/jsonlines")
+    job = lab.transform(
+        "jsonl-in", "iris-knn", uri, "s3://bucket/jreq-out", ContentType="application/jsonlines"
+    )
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert len(_predictions(lab.get("jreq-out/test.jsonl.out"))) == len(truth)
     uri = lab.put("jdoc/test.json", json.dumps({"instances": [{"features": r} for r in rows]}).encode())
-    job = lab.transform("json-in", "iris-knn", uri, "s3://bucket/jdoc-out", ContentType="application/json", SplitType="None")
+    job = lab.transform(
+        "json-in", "iris-knn", uri, "s3://bucket/jdoc-out", ContentType="application/json", SplitType="None"
+    )
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert len(_predictions(lab.get("jdoc-out/test.json.out"))) == len(truth)
 
@@ -131,8 +142,8 @@ def test_bad_row_fails_and_writes_nothing(lab, iris, tmp_path):
     job = lab.transform("bad-row", "iris-knn", uri, "s3://bucket/bad-out", BatchStrategy="SingleRecord")
     assert job["TransformJobStatus"] == "Failed"
     assert job["FailureReason"] == (
-        "ClientError: Unable to parse the request: row 6 of s3://bucket/bad/test.csv: column 2 value 'abc' is "
-        "not a number"
+        "ClientError: Unable to parse the request: "
+        "row 6 of s3://bucket/bad/test.csv: column 2 value 'abc' is not a number"
     )
     assert not lab.store.exists("bucket", "bad-out/test.csv.out")
     assert not [p for p in (tmp_path / "s3").rglob(".tmp-*")]
@@ -142,16 +153,26 @@ def test_wrong_feature_count_fails(lab, iris):
     uri = lab.put("wide/test.csv", b"1,2,3,4,5\n")
     job = lab.transform("wide", "iris-knn", uri, "s3://bucket/wide-out")
     assert job["FailureReason"] == (
-        "ClientError: Unable to parse the request: row 1 of s3://bucket/wide/test.csv has 5 columns, expected 4"
+        "ClientError: Unable to parse the request: "
+        "row 1 of s3://bucket/wide/test.csv has 5 columns, expected 4"
     )
 
 
 @pytest.mark.parametrize(
     ("options", "reason"),
     [
-        ({"SplitType": "RecordIO"}, "ClientError: SplitType RecordIO is not supported by the embedded engine"),
-        ({"ContentType": "application/x-recordio-protobuf"}, "ClientError: ContentType application/x-recordio"),
-        ({"Accept": "text/csv"}, "ClientError: accept type 'text/csv' is not supported by the k-NN algorithm"),
+        (
+            {"SplitType": "RecordIO"},
+            "ClientError: SplitType RecordIO is not supported by the embedded engine",
+        ),
+        (
+            {"ContentType": "application/x-recordio-protobuf"},
+            "ClientError: ContentType application/x-recordio",
+        ),
+        (
+            {"Accept": "text/csv"},
+            "ClientError: accept type 'text/csv' is not supported by the k-NN algorithm",
+        ),
         ({"DataProcessing": {"JoinSource": "Input"}}, "ClientError: DataProcessing is not supported"),
     ],
 )
@@ -163,7 +184,9 @@ def test_unsupported_options_fail_clearly(lab, iris, options, reason):
 
 def test_no_input_objects(lab, iris):
     job = lab.transform("empty", "iris-knn", "s3://bucket/nothing/", "s3://bucket/x")
-    assert job["FailureReason"].startswith('ClientError: No S3 objects found under S3 URL "s3://bucket/nothing/"')
+    assert job["FailureReason"].startswith(
+        'ClientError: No S3 objects found under S3 URL "s3://bucket/nothing/"'
+    )
 
 
 def test_model_loaded_once_per_job(lab, iris, monkeypatch):
@@ -177,7 +200,9 @@ def test_model_loaded_once_per_job(lab, iris, monkeypatch):
     monkeypatch.setattr(transform_module.knn, "load_model", counting)
     lab.put("many/a.csv", iris[0])
     lab.put("many/b.csv", iris[0])
-    job = lab.transform("many", "iris-knn", "s3://bucket/many/", "s3://bucket/many-out", BatchStrategy="SingleRecord")
+    job = lab.transform(
+        "many", "iris-knn", "s3://bucket/many/", "s3://bucket/many-out", BatchStrategy="SingleRecord"
+    )
     assert job["TransformJobStatus"] == "Completed" and len(calls) == 1
 
 

@@ -50,8 +50,9 @@ def test_name_too_long(client):
         client.create_training_job(**_request(TrainingJobName="a" * 64))
     code, message = _error(excinfo)
     assert code == "ValidationException"
-    assert "at 'trainingJobName' failed to satisfy constraint: Member must have length less than or equal to 63" in (
-        message
+    assert (
+        "at 'trainingJobName' failed to satisfy constraint: Member must have length less than or equal to 63"
+        in (message)
     )
 
 
@@ -80,8 +81,8 @@ def test_role_arn_pattern(client):
     code, message = _error(excinfo)
     assert code == "ValidationException"
     assert message.startswith(
-        "1 validation error detected: Value 'arn:aws:iam::12345:role/too-short-account' at 'roleArn' failed to "
-        "satisfy constraint: Member must satisfy regular expression pattern: ^arn:aws"
+        "1 validation error detected: Value 'arn:aws:iam::12345:role/too-short-account' at 'roleArn' "
+        "failed to satisfy constraint: Member must satisfy regular expression pattern: ^arn:aws"
     )
 
 
@@ -115,7 +116,12 @@ def test_nested_enum_and_list_paths(client):
 
 
 def test_map_value_length(client):
-    hyperparameters = {"feature_dim": "4", "k": "x" * 2501, "predictor_type": "classifier", "sample_size": "1"}
+    hyperparameters = {
+        "feature_dim": "4",
+        "k": "x" * 2501,
+        "predictor_type": "classifier",
+        "sample_size": "1",
+    }
     with pytest.raises(ClientError) as excinfo:
         client.create_training_job(**_request(HyperParameters=hyperparameters))
     assert (
@@ -128,7 +134,8 @@ def test_numeric_maximum(client):
     with pytest.raises(ClientError) as excinfo:
         client.list_training_jobs(MaxResults=101)
     assert (
-        "Value '101' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 100"
+        "Value '101' at 'maxResults' failed to satisfy constraint: "
+        "Member must have value less than or equal to 100"
     ) in _error(excinfo)[1]
 
 
@@ -146,7 +153,9 @@ def test_service_model_loaded_once():
 
 def test_wrong_training_image(client):
     request = _request()
-    request["AlgorithmSpecification"]["TrainingImage"] = "123456789012.dkr.ecr.us-east-2.amazonaws.com/xgboost:1"
+    request["AlgorithmSpecification"]["TrainingImage"] = (
+        "123456789012.dkr.ecr.us-east-2.amazonaws.com/xgboost:1"
+    )
     with pytest.raises(ClientError) as excinfo:
         client.create_training_job(**request)
     code, message = _error(excinfo)
@@ -166,8 +175,17 @@ def test_knn_image_table():
     assert knn_image_uri("us-east-1") == "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
     assert knn_image_uri("us-west-2") == "174872318107.dkr.ecr.us-west-2.amazonaws.com/knn:1"
     assert is_knn_image("404615174143.dkr.ecr.us-east-2.amazonaws.com/knn:latest", "us-east-2")
-    with pytest.raises(ValueError, match="no k-NN image account known for region 'eu-north-9'"):
+    assert knn_image_uri("cn-north-1") == "390948362332.dkr.ecr.cn-north-1.amazonaws.com.cn/knn:1"
+    with pytest.raises(ValueError, match="no SageMaker k-NN image is known for region 'eu-north-9'"):
         knn_image_uri("eu-north-9")
+
+
+def test_the_engine_accepts_the_image_the_spec_builders_send_in_every_region():
+    from iris_sagemaker import images
+
+    for region in images.KNN_REGISTRY_ACCOUNTS:
+        assert is_knn_image(images.knn_image_uri(region), region), region
+    assert not is_knn_image(images.knn_image_uri("us-east-1"), "us-east-2")
 
 
 def test_duplicate_training_job_is_resource_in_use(lab, client):
@@ -209,7 +227,10 @@ def test_model_errors(lab, client):
     url = training["ModelArtifacts"]["S3ModelArtifacts"]
     with pytest.raises(ClientError) as excinfo:
         client.create_model(**model_request("Iris-KNN", url))
-    assert _error(excinfo) == ("ValidationException", f'Cannot create already existing model "{ARN}:model/iris-knn".')
+    assert _error(excinfo) == (
+        "ValidationException",
+        f'Cannot create already existing model "{ARN}:model/iris-knn".',
+    )
     with pytest.raises(ClientError) as excinfo:
         client.create_model(**model_request("other", "s3://bucket/missing/model.tar.gz"))
     assert _error(excinfo)[1] == "Could not find model data at s3://bucket/missing/model.tar.gz."
@@ -238,7 +259,9 @@ def test_transform_needs_an_existing_model(client):
 def test_unusable_output_uri(client):
     with pytest.raises(ClientError) as excinfo:
         client.create_training_job(**_request(OutputDataConfig={"S3OutputPath": "https://example.com/x"}))
-    assert "OutputDataConfig.S3OutputPath 'https://example.com/x' is not a usable S3 URI" in _error(excinfo)[1]
+    assert (
+        "OutputDataConfig.S3OutputPath 'https://example.com/x' is not a usable S3 URI" in _error(excinfo)[1]
+    )
 
 
 def test_invalid_pagination_token(client):

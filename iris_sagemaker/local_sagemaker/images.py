@@ -1,38 +1,23 @@
-"""Where SageMaker's built-in k-NN image lives, per region (public: the spec builders import it).
+"""Which images the embedded engine runs: the built-in k-NN image of the client's region.
 
-The embedded engine only runs this image; the registry accounts are SageMaker's own (see the
-"Docker Registry Paths and Example Code" page of the SageMaker documentation).
+The table of registry accounts lives in :mod:`iris_sagemaker.images` (one table for the spec builders and
+the engine).
 """
 
 from __future__ import annotations
 
-KNN_IMAGE_NAME = "knn"
-KNN_IMAGE_TAG = "1"
-KNN_IMAGE_ACCOUNTS: dict[str, str] = {
-    "us-east-1": "382416733822",
-    "us-east-2": "404615174143",
-    "us-west-2": "174872318107",
-}
+from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, knn_image_uri
 
-
-def knn_image_uri(region: str) -> str:
-    """``{account}.dkr.ecr.{region}.amazonaws.com/knn:1`` for a region the table knows."""
-    try:
-        account = KNN_IMAGE_ACCOUNTS[region]
-    except KeyError:
-        known = ", ".join(sorted(KNN_IMAGE_ACCOUNTS))
-        raise ValueError(
-            f"no k-NN image account known for region {region!r}; known regions: {known}"
-        ) from None
-    return f"{account}.dkr.ecr.{region}.amazonaws.com/{KNN_IMAGE_NAME}:{KNN_IMAGE_TAG}"
+__all__ = ["is_knn_image", "knn_image_uri", "unsupported_image_message"]
 
 
 def is_knn_image(image: str | None, region: str) -> bool:
     """True for the region's k-NN image with tag ``1`` or ``latest`` (SageMaker pulls only in-region)."""
-    if not image or region not in KNN_IMAGE_ACCOUNTS:
+    if not image or region not in KNN_REGISTRY_ACCOUNTS:
         return False
     repo, _, tag = image.partition(":")
-    return repo == knn_image_uri(region).rpartition(":")[0] and tag in (KNN_IMAGE_TAG, "latest")
+    expected_repo, _, expected_tag = knn_image_uri(region).partition(":")
+    return repo == expected_repo and tag in (expected_tag, "latest")
 
 
 def unsupported_image_message(image: str | None, region: str) -> str:

@@ -1,0 +1,161 @@
+"""Orchestration overhead of a local run, against the orchestrators' own floor, measured in one run.
+
+    .venv/bin/python bench/orchestration.py [--runs 5] [--big-rows 1000000] [--skip-airflow]
+
+Prints, for each orchestrator, the median wall time of the project's full local run and of a no-op
+graph of the same shape on the same executor, and their ratio:
+- Dagster: `dagster asset materialize --select '*'` of the project (local backend) vs six no-op assets.
+- Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow.
+Then runs the full Dagster pipeline on a generated Iris-shaped CSV of --big-rows rows
+(IRIS_SAGEMAKER_DATA_URL=file://...) and reports its time and peak memory (RSS of the largest process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env(work: Path, **extra: str) -> dict[str, str]:
+    home = work / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("IRIS_SAGEMAKER_", "AIRFLOW", "DAGSTER_"))
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        IRIS_SAGEMAKER_LOCAL_ROOT=str(work / "local-root"),
+        AIRFLOW_HOME=str(work / "airflow_home"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        PYTHONWARNINGS="ignore",
+    )
+    env.update(extra)
+    return env
+
+
+def _timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
+        raise SystemExit(f"command failed ({done.returncode}): {' '.join(command)}")
+    return elapsed
+
+
+def _medians(runs: int, pairs: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """Interleave the candidates run by run so machine noise hits both alike; one warm-up each."""
+    for run in pairs.values():
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in pairs}
+    for _ in range(runs):
+        for name, run in pairs.items():
+            samples[name].append(run())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _report(title: str, medians: dict[str, float], project: str, floor: str) -> float:
+    ratio = medians[project] / medians[floor]
+    print(f"{title}: project {medians[project]:.2f} s, floor {medians[floor]:.2f} s, ratio {ratio:.2f}")
+    return ratio
+
+
+def bench_dagster(runs: int, work: Path) -> float:
+    dagster = str(BIN / "dagster")
+
+    def project() -> float:
+        env = _env(work / "project")
+        shutil.rmtree(work / "project" / "local-root", ignore_errors=True)
+        return _timed([dagster, "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"], env)
+
+    def floor() -> float:
+        env = _env(work / "floor", PYTHONPATH=str(REPO / "bench"))
+        return _timed([dagster, "asset", "materialize", "-m", "noop_assets", "--select", "*"], env)
+
+    medians = _medians(runs, {"project": project, "floor": floor})
+    return _report("dagster asset materialize (in-process executor)", medians, "project", "floor")
+
+
+def bench_airflow(runs: int, work: Path) -> float | None:
+    airflow = BIN / "airflow"
+    if not airflow.exists() or not (REPO / "airflow_dags" / "sagemaker_pipeline.py").exists():
+        print("airflow: not installed in this venv or no DAG; skipped")
+        return None
+
+    def run(name: str, dags: Path, dag_id: str) -> Callable[[], float]:
+        def once() -> float:
+            env = _env(work / name, AIRFLOW__CORE__DAGS_FOLDER=str(dags))
+            shutil.rmtree(work / name / "local-root", ignore_errors=True)
+            return _timed([str(airflow), "dags", "test", dag_id, "2024-01-01"], env)
+
+        return once
+
+    # The DB is created by the warm-up run of each and reused, as a developer's would be.
+    medians = _medians(
+        runs,
+        {
+            "project": run("af-project", REPO / "airflow_dags", "sagemaker_pipeline"),
+            "floor": run("af-floor", REPO / "bench" / "noop_dag", "noop_pipeline"),
+        },
+    )
+    return _report("airflow dags test", medians, "project", "floor")
+
+
+def write_big_iris(path: Path, rows: int) -> None:
+    """An Iris-shaped CSV: the 150 real rows resampled with small noise, UCI format."""
+    import numpy as np
+    import pandas as pd
+
+    from iris_sagemaker import dataset
+
+    iris = dataset.parse_iris(dataset.read_source(None)[1])
+    rng = np.random.default_rng(0)
+    picked = iris.iloc[rng.integers(0, len(iris), rows)].reset_index(drop=True)
+    noise = rng.normal(0, 0.05, (rows, 4))
+    picked[dataset.FEATURES] = (picked[dataset.FEATURES].to_numpy() + noise).clip(0.1).round(2)
+    picked.to_csv(path, header=False, index=False)
+
+
+def bench_big(rows: int, work: Path) -> None:
+    data = work / "big-iris.csv"
+    write_big_iris(data, rows)
+    env = _env(work / "big", IRIS_SAGEMAKER_DATA_URL=data.as_uri())
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seconds = _timed([str(BIN / "dagster"), "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"], env)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    note = "" if peak_kib > before else " (not above earlier children's peak; at most this)"
+    print(f"big input: {rows} rows, full pipeline {seconds:.1f} s, peak RSS {peak_kib / 1024:.0f} MiB{note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--big-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-airflow", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp:
+        work = Path(tmp)
+        if not args.skip_big:
+            bench_big(args.big_rows, work)  # first: its peak RSS is then this child's alone
+        bench_dagster(args.runs, work)
+        if not args.skip_airflow:
+            bench_airflow(args.runs, work)
+
+
+if __name__ == "__main__":
+    main()
