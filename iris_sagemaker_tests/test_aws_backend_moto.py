@@ -56,7 +56,7 @@ def _materialize(selection: list[str] | None = None, resource: SageMakerResource
     defs = build_definitions()
     backend = resource or SageMakerResource()
     resources = {"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)}
-    assets = [*defs.assets, *defs.asset_checks]
+    assets = list(defs.assets)
     return materialize(assets, resources=resources, selection=selection, raise_on_error=False)
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _assets_and_checks():
     defs = build_definitions()
-    return defs, [*defs.assets, *defs.asset_checks]
+    return defs, list(defs.assets)
 
 
 def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
@@ -117,3 +117,29 @@ def test_cli_materializes_every_asset(tmp_path) -> None:
     assert "(45 rows)" in report.stdout
     accuracy = float(report.stdout.split("accuracy: ")[1].split()[0])
     assert accuracy >= 0.9
+
+
+def test_accuracy_drop_since_the_previous_run_is_reported(tmp_path) -> None:
+    """Two runs on one instance: seed 4 scores 1.0, seed 1 scores 0.933; the second check says so."""
+    from dagster import DagsterInstance
+
+    from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
+
+    defs = build_definitions()
+    with DagsterInstance.ephemeral() as instance:
+        evaluations = []
+        for seed in (4, 1):
+            backend = SageMakerResource(local_root=str(tmp_path / "root"), split_seed=seed)
+            result = materialize(
+                list(defs.assets),
+                resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
+                instance=instance,
+            )
+            by_name = {e.check_name: e for e in result.get_asset_check_evaluations()}
+            evaluations.append(by_name["accuracy_at_least_threshold"])
+    first, second = (e.metadata for e in evaluations)
+    assert "previous_accuracy" not in first
+    assert second["previous_accuracy"].value == 1.0
+    assert second["accuracy"].value == pytest.approx(42 / 45)
+    assert second["accuracy_change"].value == pytest.approx(42 / 45 - 1.0)
+    assert "Accuracy dropped" in second["accuracy_drop"].value

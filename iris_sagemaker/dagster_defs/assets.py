@@ -6,6 +6,7 @@ Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs`
 """
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,12 @@ from dagster import (
 )
 
 from iris_sagemaker import dataset, evaluation, plots, sagemaker_steps, specs
+from iris_sagemaker.dagster_defs.checks import (
+    accuracy_at_least_threshold,
+    accuracy_result,
+    raw_iris_schema,
+    schema_result,
+)
 from iris_sagemaker.dagster_defs.resources import (
     COLUMNS,
     HEADER,
@@ -58,14 +65,15 @@ def waiting_for(backend: SageMakerResource) -> sagemaker_steps.Waiting:
     group_name=GROUP,
     kinds={"pandas", "s3"},
     metadata={KEY: RAW_KEY, HEADER: True},
+    check_specs=[raw_iris_schema],
     description="The Iris table (150 rows of UCI data shipped with the package, or IRIS_SAGEMAKER_DATA_URL), "
     "validated.",
 )
-def raw_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[pd.DataFrame]:
+def raw_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Iterator[Any]:
     source, data = dataset.read_source(sagemaker.settings.data_url)
     frame = dataset.parse_iris(data, source)
     context.log.info(f"read {len(frame)} rows from {source}")
-    return Output(
+    yield Output(
         frame,
         metadata={
             "dagster/row_count": len(frame),
@@ -74,6 +82,7 @@ def raw_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Ou
             "preview": MetadataValue.md(frame.head(5).to_markdown(index=False)),
         },
     )
+    yield schema_result(frame)
 
 
 @multi_asset(
@@ -189,6 +198,7 @@ def knn_model(
     group_name=GROUP,
     kinds=KINDS,
     metadata={KEY: SCORED_KEY, HEADER: True},
+    check_specs=[accuracy_at_least_threshold],
     description="A batch transform of the test split by the model, joined with the held-out labels.",
 )
 def test_predictions(
@@ -197,7 +207,7 @@ def test_predictions(
     knn_model: dict,
     test_csv: pd.DataFrame,
     knn_training_job: dict,
-) -> Output[pd.DataFrame]:
+) -> Iterator[Any]:
     settings = sagemaker.settings
     request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
     description = sagemaker_steps.run_transform_job(
@@ -212,7 +222,7 @@ def test_predictions(
     )
     scores = evaluation.score(table)
     context.log.info(f"accuracy {scores.accuracy:.4f} on {len(table)} test rows")
-    return Output(
+    yield Output(
         table,
         metadata={
             "dagster/row_count": len(table),
@@ -232,3 +242,4 @@ def test_predictions(
             "training_job_name": knn_training_job["TrainingJobName"],
         },
     )
+    yield accuracy_result(context, scores.accuracy, len(table))

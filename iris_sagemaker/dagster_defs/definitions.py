@@ -14,7 +14,6 @@ from iris_sagemaker.dagster_defs.assets import (
     split_iris,
     test_predictions,
 )
-from iris_sagemaker.dagster_defs.checks import accuracy_at_least_threshold, raw_iris_schema
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
 from iris_sagemaker.dagster_defs.schedules import retrain_iris_knn, weekly_retrain
 
@@ -40,7 +39,6 @@ def build_definitions() -> Definitions:
     backend = SageMakerResource()
     return Definitions(
         assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions],
-        asset_checks=[raw_iris_schema, accuracy_at_least_threshold],
         jobs=[retrain_iris_knn, *airflow_jobs()],
         schedules=[weekly_retrain],
         resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
