@@ -118,7 +118,6 @@ def bench_airflow(runs: int, work: Path) -> float | None:
 def write_big_iris(path: Path, rows: int) -> None:
     """An Iris-shaped CSV: the 150 real rows resampled with small noise, UCI format."""
     import numpy as np
-    import pandas as pd
 
     from iris_sagemaker import dataset
 
@@ -135,14 +134,18 @@ def bench_big(rows: int, work: Path) -> None:
     write_big_iris(data, rows)
     env = _env(work / "big", IRIS_SAGEMAKER_DATA_URL=data.as_uri())
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds = _timed([str(BIN / "dagster"), "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"], env)
+    seconds = _timed(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"], env
+    )
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     note = "" if peak_kib > before else " (not above earlier children's peak; at most this)"
     print(f"big input: {rows} rows, full pipeline {seconds:.1f} s, peak RSS {peak_kib / 1024:.0f} MiB{note}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-airflow", action="store_true")

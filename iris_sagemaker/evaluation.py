@@ -9,6 +9,9 @@ import pandas as pd
 
 from iris_sagemaker.dataset import SPECIES
 
+# The accuracy the model must reach on the held-out rows (Dagster's blocking check, Airflow's scoring task).
+ACCURACY_THRESHOLD = 0.9
+
 
 class PredictionsError(ValueError):
     """The transform output cannot be matched with the test rows."""

@@ -184,6 +184,29 @@ def test_training_channel_problems(lab):
     assert extra["TrainingJobStatus"] == "Completed"
 
 
+def test_bad_test_channel_fails_the_job(lab):
+    job = lab.train("bad-test", test=b"0,1,2,3,4\n1,1,2,3\n")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == (
+        "ClientError: feature_dim=4 does not match the data: "
+        "row 2 of s3://bucket/bad-test/input/test.csv has 3 feature columns after the label "
+        "(expected 4). Set the feature_dim hyperparameter to the number of features."
+    )
+    assert not lab.store.exists("bucket", "results/bad-test/output/model.tar.gz")
+
+
+def test_empty_test_channel_gives_no_metric(lab):
+    job = lab.train("empty-test", test=b"\n")
+    assert job["TrainingJobStatus"] == "Completed" and job["FinalMetricDataList"] == []
+
+
+def test_sample_size_above_the_row_count_keeps_every_row(lab):
+    lab.train(hyperparameters={**CLASSIFIER, "sample_size": "100000"})
+    with tarfile.open(fileobj=io.BytesIO(lab.get("results/train-iris/output/model.tar.gz"))) as tar:
+        config = json.loads(tar.extractfile("model_algo-1.json").read())
+    assert config["training_points"] == 150
+
+
 def test_sample_size_limits_the_index(lab):
     labels, features = iris_like(rows_per_class=100)
     job = lab.train(hyperparameters={**CLASSIFIER, "sample_size": "20", "mini_batch_size": "7"})

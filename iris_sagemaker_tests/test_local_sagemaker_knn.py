@@ -81,6 +81,25 @@ def test_defaults():
             "index_type faiss.IVFPQ supports only L2.",
         ),
         (
+            {"index_type": "faiss.IVFPQ", "index_metric": "INNER_PRODUCT"},
+            "ClientError: Invalid hyperparameter index_metric='INNER_PRODUCT': "
+            "index_type faiss.IVFPQ supports only L2.",
+        ),
+        (
+            {"dimension_reduction_type": "fjlt", "dimension_reduction_target": "two"},
+            "ClientError: Invalid hyperparameter dimension_reduction_target='two': "
+            "must be a positive integer.",
+        ),
+        (
+            {"faiss_index_ivf_nlists": "0"},
+            "ClientError: Invalid hyperparameter faiss_index_ivf_nlists='0': "
+            "allowed values are 'auto' or a positive integer.",
+        ),
+        (
+            {"sample_size": "1.5"},
+            "ClientError: Invalid hyperparameter sample_size='1.5': must be a positive integer.",
+        ),
+        (
             {"faiss_index_ivf_nlists": "many"},
             "ClientError: Invalid hyperparameter faiss_index_ivf_nlists='many': "
             "allowed values are 'auto' or a positive integer.",

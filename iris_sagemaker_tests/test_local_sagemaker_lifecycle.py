@@ -151,3 +151,42 @@ def test_concurrent_creates_have_one_winner(lab):
         thread.join()
     assert sorted(results) == ["ResourceInUse"] * 7 + ["created"]
     wait_for(lambda: lab.describe_training("race"), "TrainingJobStatus")
+
+
+def test_killed_transform_worker_fails_and_leaves_no_output(tmp_path):
+    lab = Lab(tmp_path)
+    lab.model("m", lab.train())
+    lab.put("in/test.csv", b"5,3.4,1.5,0.2\n" * 50)
+    script = textwrap.dedent(
+        f"""
+        import time
+        from iris_sagemaker.local_sagemaker.testing import Lab
+        lab = Lab({str(tmp_path)!r})
+        lab.transform("t-orphan", "m", "s3://bucket/in/test.csv", "s3://bucket/out", wait=False,
+                      BatchStrategy="SingleRecord")
+        while not lab.client.read_job_log("TransformJob", "t-orphan")[0][2:]:
+            time.sleep(0.01)  # until it has started reading (and writing) the object
+        print("running", flush=True)
+        time.sleep(120)
+        """
+    )
+    env = {**os.environ, SLOW: "0.2"}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "running"
+        assert lab.describe_transform("t-orphan")["TransformJobStatus"] == "InProgress"
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    job = lab.describe_transform("t-orphan")
+    assert job["TransformJobStatus"] == "Failed"
+    assert "died before the job finished" in job["FailureReason"]
+    assert job["TransformEndTime"] >= job["CreationTime"]
+    assert lab.store.list_keys("bucket", "out/") == []  # the temporary part is never listed
+    assert not lab.store.exists("bucket", "out/test.csv.out")
+    lines, _ = lab.client.read_job_log("TransformJob", "t-orphan")
+    assert lines[-1] == f"job Failed: {job['FailureReason']}"

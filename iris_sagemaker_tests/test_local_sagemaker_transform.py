@@ -217,3 +217,146 @@ def test_duplicate_transform_name(lab, iris):
     assert "a transform job with this name already exists" in excinfo.value.response["Error"]["Message"]
     listing = lab.client.list_transform_jobs()
     assert [s["TransformJobName"] for s in listing["TransformJobSummaries"]] == ["dup"]
+
+
+# ---- payload sizes, one-document streaming, multi-object failures ------------------------------------
+
+
+def _repeated(data: bytes, min_bytes: int) -> tuple[bytes, int]:
+    """``data`` repeated to at least ``min_bytes`` bytes, and the number of repeats."""
+    times = min_bytes // len(data) + 1
+    return data * times, times
+
+
+def test_max_payload_splits_into_documents_in_input_order(lab, iris):
+    data, times = _repeated(iris[0], 1_300_000)  # ~1.3 MB of text/csv: two 1 MB payloads
+    uri = lab.put("big/test.csv", data)
+    job = lab.transform("big", "iris-knn", uri, "s3://bucket/big-out", MaxPayloadInMB=1, AssembleWith="Line")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    docs = lab.get("big-out/test.csv.out").decode().splitlines()
+    assert len(docs) == 2
+    multi = [p["predicted_label"] for doc in docs for p in json.loads(doc)["predictions"]]
+    lab.transform("big-one", "iris-knn", uri, "s3://bucket/big-one", MaxPayloadInMB=0)
+    single = _predictions(lab.get("big-one/test.csv.out"))  # no limit: one document
+    lab.transform("big-each", "iris-knn", lab.put("each/test.csv", iris[0]), "s3://bucket/each-out")
+    once = _predictions(lab.get("each-out/test.csv.out"))
+    assert multi == single == once * times
+
+
+def test_no_payload_limit_streams_one_document_in_chunks(lab, iris, monkeypatch):
+    from iris_sagemaker.local_sagemaker import formats
+
+    monkeypatch.setattr(formats, "STREAM_CHUNK_BYTES", 64)
+    data, truth = iris
+    uri = lab.put("nolimit/test.csv", data)
+    for name, accept in (("nl-json", "application/json"), ("nl-jsonl", "application/jsonlines")):
+        job = lab.transform(name, "iris-knn", uri, f"s3://bucket/{name}", MaxPayloadInMB=0, Accept=accept)
+        assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    assert len(_predictions(lab.get("nl-json/test.csv.out"))) == len(truth)
+    lines = lab.get("nl-jsonl/test.csv.out").decode().splitlines()
+    assert [json.loads(line)["predicted_label"] for line in lines] == _predictions(
+        lab.get("nl-json/test.csv.out")
+    )
+    job = lab.transform("nl-none", "iris-knn", uri, "s3://bucket/nl-none", MaxPayloadInMB=0, SplitType="None")
+    assert _predictions(lab.get("nl-none/test.csv.out")) == _predictions(lab.get("nl-json/test.csv.out"))
+
+
+def test_single_record_without_payload_limit_is_one_document_per_record(lab, iris):
+    data, truth = iris
+    uri = lab.put("sr0/test.csv", data)
+    job = lab.transform(
+        "sr0", "iris-knn", uri, "s3://bucket/sr0-out", MaxPayloadInMB=0, BatchStrategy="SingleRecord"
+    )
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    assert lab.get("sr0-out/test.csv.out").count(b'{"predictions"') == len(truth)
+
+
+def test_split_none_object_larger_than_the_payload_limit_fails(lab, iris):
+    uri = lab.put("whole/test.csv", _repeated(iris[0], 1_100_000)[0])
+    job = lab.transform("whole", "iris-knn", uri, "s3://bucket/whole-out", SplitType="None", MaxPayloadInMB=1)
+    assert job["TransformJobStatus"] == "Failed"
+    assert job["FailureReason"] == (
+        "ClientError: s3://bucket/whole/test.csv: the object is larger than MaxPayloadInMB (1048576 bytes) "
+        "and SplitType is None; use SplitType Line or a larger MaxPayloadInMB"
+    )
+    assert not lab.store.exists("bucket", "whole-out/test.csv.out")
+
+
+def test_split_none_csv_within_the_limit_is_one_request(lab, iris):
+    data, truth = iris
+    uri = lab.put("whole-ok/test.csv", data)
+    job = lab.transform("whole-ok", "iris-knn", uri, "s3://bucket/whole-ok-out", SplitType="None")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    assert len(_predictions(lab.get("whole-ok-out/test.csv.out"))) == len(truth)
+
+
+def test_bad_row_in_a_later_chunk_names_its_line(lab, iris, monkeypatch):
+    from iris_sagemaker.local_sagemaker import formats
+
+    monkeypatch.setattr(formats, "STREAM_CHUNK_BYTES", 40)
+    lines = iris[0].splitlines(keepends=True)
+    data = b"".join(lines[:20]) + b"\n5.1,3.5,1.4\n" + b"".join(lines[20:])
+    uri = lab.put("late/test.csv", data)
+    job = lab.transform("late", "iris-knn", uri, "s3://bucket/late-out", MaxPayloadInMB=0)
+    assert job["FailureReason"] == (
+        "ClientError: Unable to parse the request: "
+        "row 22 of s3://bucket/late/test.csv has 3 columns, expected 4"
+    )
+    assert not lab.store.exists("bucket", "late-out/test.csv.out")
+
+
+def test_only_objects_that_fully_succeeded_get_an_out(lab, iris):
+    lab.put("mixed/a.csv", iris[0])
+    lab.put("mixed/b.csv", iris[0] + b"1,2\n")
+    job = lab.transform("mixed", "iris-knn", "s3://bucket/mixed/", "s3://bucket/mixed-out")
+    assert job["TransformJobStatus"] == "Failed"
+    assert "row 46 of s3://bucket/mixed/b.csv has 2 columns" in job["FailureReason"]
+    assert lab.store.list_keys("bucket", "mixed-out/") == ["mixed-out/a.csv.out"]
+
+
+def test_jsonlines_in_jsonlines_verbose_out(lab, iris):
+    data, truth = iris
+    rows = [[float(v) for v in line.split(",")] for line in data.decode().splitlines()]
+    uri = lab.put("jv/test.jsonl", "".join(json.dumps({"features": r}) + "\n" for r in rows).encode())
+    job = lab.transform(
+        "jv",
+        "iris-knn",
+        uri,
+        "s3://bucket/jv-out",
+        ContentType="application/jsonlines",
+        Accept="application/jsonlines; verbose=true",
+    )
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    entries = [json.loads(line) for line in lab.get("jv-out/test.jsonl.out").decode().splitlines()]
+    assert len(entries) == len(truth)
+    for entry in entries:
+        assert set(entry) == {"predicted_label", "distances", "labels"}
+        assert entry["distances"] == sorted(entry["distances"]) and len(entry["labels"]) == 3
+
+
+def test_multi_record_assemble_line_puts_each_document_on_a_line(lab, iris):
+    data, truth = iris
+    uri = lab.put("ml/test.csv", data)
+    job = lab.transform(
+        "ml", "iris-knn", uri, "s3://bucket/ml-out", AssembleWith="Line", BatchStrategy="MultiRecord"
+    )
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    out = lab.get("ml-out/test.csv.out")
+    assert out.endswith(b"]}\n") and out.count(b"\n") == 1
+    assert len(json.loads(out)["predictions"]) == len(truth)
+
+
+def test_list_transform_jobs_filters(lab, iris):
+    uri = lab.put("lt/test.csv", iris[0])
+    lab.transform("list-ok", "iris-knn", uri, "s3://bucket/lt-out")
+    lab.transform("list-bad", "iris-knn", "s3://bucket/nothing-here/", "s3://bucket/lt-out2")
+    listing = lab.client.list_transform_jobs
+    assert [s["TransformJobName"] for s in listing(StatusEquals="Failed")["TransformJobSummaries"]] == [
+        "list-bad"
+    ]
+    assert [s["TransformJobName"] for s in listing(NameContains="OK")["TransformJobSummaries"]] == ["list-ok"]
+    failed = listing(StatusEquals="Failed")["TransformJobSummaries"][0]
+    assert failed["FailureReason"].startswith("ClientError: No S3 objects found")
+    page = listing(MaxResults=1, SortBy="Name")
+    assert [s["TransformJobName"] for s in page["TransformJobSummaries"]] == ["list-bad"]
+    assert page["NextToken"]

@@ -15,8 +15,7 @@ from dagster import (
 )
 
 from iris_sagemaker import dataset
-
-ACCURACY_THRESHOLD = 0.9
+from iris_sagemaker.evaluation import ACCURACY_THRESHOLD
 
 raw_iris_schema = AssetCheckSpec(
     "raw_iris_schema",

@@ -6,7 +6,6 @@ import os
 
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
-from iris_sagemaker.dagster_defs.airflow_job import airflow_jobs
 from iris_sagemaker.dagster_defs.assets import (
     knn_model,
     knn_training_job,
@@ -39,7 +38,7 @@ def build_definitions() -> Definitions:
     backend = SageMakerResource()
     return Definitions(
         assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions],
-        jobs=[retrain_iris_knn, *airflow_jobs()],
+        jobs=[retrain_iris_knn],
         schedules=[weekly_retrain],
         resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
         executor=executor_for_environment(),

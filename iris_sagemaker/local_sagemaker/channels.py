@@ -11,7 +11,7 @@ from typing import IO, Any
 from iris_sagemaker.storage import ObjectStore, ObjectStoreError, S3Uri, parse_s3_uri
 
 from .errors import AlgorithmClientError
-from .formats import iter_lines
+from .formats import Payload, iter_lines, line_chunks
 
 
 def source_uri(uri: str, what: str) -> S3Uri:
@@ -57,5 +57,13 @@ def open_object(store: ObjectStore, bucket: str, key: str, compression: str | No
 def object_lines(fh: IO[bytes], source: str) -> Iterator[bytes]:
     try:
         yield from iter_lines(fh)
+    except (OSError, EOFError) as err:  # a corrupt gzip stream
+        raise AlgorithmClientError(f"{source} cannot be read: {err}") from None
+
+
+def object_chunks(fh: IO[bytes], source: str, max_bytes: int = 0) -> Iterator[Payload]:
+    """Whole-line chunks of the object (see :func:`.formats.line_chunks`)."""
+    try:
+        yield from line_chunks(fh, max_bytes)
     except (OSError, EOFError) as err:  # a corrupt gzip stream
         raise AlgorithmClientError(f"{source} cannot be read: {err}") from None

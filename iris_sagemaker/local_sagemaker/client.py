@@ -24,6 +24,7 @@ from iris_sagemaker.storage import LocalObjectStore, ObjectStore, ObjectStoreErr
 from .errors import RESOURCE_IN_USE, client_error, not_found, validation_error
 from .images import is_knn_image, unsupported_image_message
 from .jobs import JobRunner, JobType
+from .logs import log_path, read_lines
 from .records import MODELS, TRAINING_JOBS, TRANSFORM_JOBS, Record, RecordStore, now, to_json_time
 from .training import model_artifact_uri, run_training
 from .transform import DEFAULT_MAX_PAYLOAD_MB, run_transform
@@ -285,6 +286,23 @@ class LocalSageMakerClient:
         ]
         page, token = _page(summaries, request, "TransformJobName", "TransformJobStatus", op)
         return _response({"TransformJobSummaries": page, **token})
+
+    # ---- progress logs (not a SageMaker API: the embedded engine's CloudWatch) -----------------
+
+    def read_job_log(self, job_type: str, name: str, offset: int = 0) -> tuple[list[str], int]:
+        """New complete lines of a job's progress log from byte ``offset``, and the next offset.
+
+        ``job_type`` is ``"TrainingJob"`` or ``"TransformJob"``. Poll with the returned offset to get
+        each line once. A job that does not exist (or has logged nothing yet) gives ``([], offset)``.
+        """
+        folders = {"TrainingJob": TRAINING_JOBS, "TransformJob": TRANSFORM_JOBS}
+        if job_type not in folders:
+            raise ValueError(f"job_type must be 'TrainingJob' or 'TransformJob', not {job_type!r}")
+        try:
+            path = log_path(self._records, folders[job_type], name)
+        except ValueError:  # not a valid job name: no such job
+            return [], offset
+        return read_lines(path, offset)
 
     # ---- shaping ------------------------------------------------------------------------------
 

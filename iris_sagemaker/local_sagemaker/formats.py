@@ -7,6 +7,10 @@ Requests (SageMaker's k-NN request formats):
   (a payload may hold several such documents one after another, as batch transform joins records);
 * ``application/jsonlines``: one instance object per line.
 
+CSV is parsed a mini-batch at a time by pandas' C parser; anything it does not read cleanly (a bad cell,
+a wrong column count, a non-finite value) is parsed again by the exact row-by-row parser, whose error
+names the row and column.
+
 Responses: ``application/json`` (the default) gives ``{"predictions": [{"predicted_label": 2.0}, ...]}``;
 ``application/jsonlines`` gives one ``{"predicted_label": 2.0}`` per line (each line ends with a
 newline); adding ``; verbose=true`` adds ``distances`` (nearest first: ascending squared L2 distances
@@ -16,12 +20,14 @@ for L2; descending similarities for INNER_PRODUCT and COSINE, as faiss reports t
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
+import pandas as pd
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -29,6 +35,7 @@ JSONLINES = "application/jsonlines"
 REQUEST_TYPES = (CSV, JSON, JSONLINES)
 RESPONSE_TYPES = (JSON, JSONLINES)
 _READ_CHUNK = 1 << 20
+STREAM_CHUNK_BYTES = 4 << 20  # mini-batch size in bytes when no payload limit applies
 
 
 class FormatError(ValueError):
@@ -131,6 +138,77 @@ def parse_csv_rows(lines: Sequence[bytes], first_row: int, source: str, columns:
     return values.reshape(len(rows), columns)
 
 
+def parse_csv(payload: bytes, columns: int, source: str, first_line: int = 1) -> np.ndarray:
+    """The (n, columns) float32 values of CSV text (whole lines; blank lines are not rows).
+
+    ``first_line`` is the line of ``source`` where ``payload`` starts, so errors name real lines.
+    """
+    if not payload.strip():
+        return np.empty((0, columns), np.float32)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(payload), header=None, dtype=np.float32, engine="c", skip_blank_lines=True
+        )
+        values = frame.to_numpy(np.float32)
+        if values.shape[1] == columns and np.isfinite(values).all():
+            return values
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        pass
+    return _parse_csv_exactly(payload, columns, source, first_line)
+
+
+def _parse_csv_exactly(payload: bytes, columns: int, source: str, first_line: int) -> np.ndarray:
+    lines = [line.rstrip(b"\r") for line in payload.split(b"\n")]
+    parts = [
+        parse_csv_rows(rows, first + first_line - 1, source, columns)
+        for first, rows in numbered_batches(lines, batch_rows=len(lines))
+    ]
+    values = np.concatenate(parts) if parts else np.empty((0, columns))
+    return values.astype(np.float32)
+
+
+def line_chunks(fh: IO[bytes], max_bytes: int) -> Iterator[Payload]:
+    """Whole lines packed greedily into chunks of at most ``max_bytes`` bytes (the newline ending a
+    chunk is dropped), read in bounded pieces. ``max_bytes`` 0 means no limit: chunks of about
+    :data:`STREAM_CHUNK_BYTES` (longer lines make a chunk of their own).
+
+    Each chunk is a :class:`Payload` whose ``first_line`` is the 1-based line where it starts. Chunks
+    holding only blank lines are not yielded.
+    """
+    limit = max_bytes or STREAM_CHUNK_BYTES
+    buffer = b""
+    line = 1
+    eof = False
+    while True:
+        while len(buffer) <= limit and not eof:
+            data = fh.read(limit + 1 - len(buffer))
+            if data:
+                buffer += data
+            else:
+                eof = True
+        if not buffer:
+            return
+        if eof and len(buffer) <= limit:
+            chunk, buffer = (buffer[:-1] if buffer.endswith(b"\n") else buffer), b""
+        else:
+            cut = buffer.rfind(b"\n", 0, limit + 1)
+            if cut < 0:
+                if max_bytes:
+                    raise FormatError(f"line {line} is larger than MaxPayloadInMB ({max_bytes} bytes)")
+                cut = buffer.find(b"\n", limit + 1)
+                while cut < 0 and not eof:  # no limit: read on to the end of this long line
+                    data = fh.read(limit)
+                    eof = not data
+                    buffer += data
+                    cut = buffer.find(b"\n", limit + 1)
+                if cut < 0:
+                    cut = len(buffer)
+            chunk, buffer = buffer[:cut], buffer[cut + 1 :]
+        if chunk.strip():
+            yield Payload(chunk, line)
+        line += chunk.count(b"\n") + 1
+
+
 def _raise_first_bad_cell(rows: list[list[str]], first_row: int, source: str) -> None:
     for offset, cells in enumerate(rows):
         for column, cell in enumerate(cells, start=1):
@@ -157,13 +235,7 @@ def decode_request(
         label_size = content_type.params.get("label_size", "0")
         if label_size != "0":
             raise FormatError(f"text/csv requests must have label_size=0 (features only), got {label_size}")
-        lines = [line.rstrip(b"\r") for line in payload.split(b"\n")]
-        parts = [
-            parse_csv_rows(rows, first + first_line - 1, source, feature_dim)
-            for first, rows in numbered_batches(lines, batch_rows=len(lines))
-        ]
-        values = np.concatenate(parts) if parts else np.empty((0, feature_dim))
-        return values.astype(np.float32)
+        return parse_csv(payload, feature_dim, source, first_line)
     if content_type.media == JSON:
         where = f"the JSON request starting at line {first_line} of {source}"
         instances = [inst for doc in _json_documents(payload, where) for inst in _instances(doc, where)]
@@ -278,10 +350,44 @@ def encode_response(
     fmt: ResponseFormat, predicted: np.ndarray, distances: np.ndarray, labels: np.ndarray
 ) -> bytes:
     """One response body for the rows of one request."""
-    entries = [_entry(fmt.verbose, predicted[i], distances[i], labels[i]) for i in range(len(predicted))]
+    entries = encode_entries(fmt, predicted, distances, labels)
+    return (document_open(fmt) + entries + document_close(fmt)).encode("utf-8")
+
+
+def document_open(fmt: ResponseFormat) -> str:
+    return '{"predictions": [' if fmt.media == JSON else ""
+
+
+def document_close(fmt: ResponseFormat) -> str:
+    return "]}" if fmt.media == JSON else ""
+
+
+def entries_separator(fmt: ResponseFormat) -> str:
+    """What joins the entries of two consecutive row blocks inside one response document."""
+    return ", " if fmt.media == JSON else ""
+
+
+def encode_entries(
+    fmt: ResponseFormat, predicted: np.ndarray, distances: np.ndarray, labels: np.ndarray
+) -> str:
+    """The rows' entries: JSON objects joined by ``", "`` (JSON), or lines ending in a newline (JSON
+    lines). Without ``verbose`` an entry depends only on the label, so each distinct label is
+    formatted once and the entries are gathered by numpy."""
+    if not len(predicted):
+        return ""
+    if fmt.verbose:
+        texts = [
+            json.dumps(_entry(True, predicted[i], distances[i], labels[i])) for i in range(len(predicted))
+        ]
+    else:
+        distinct, inverse = np.unique(predicted, return_inverse=True)
+        table = np.array(
+            [f'{{"predicted_label": {json.dumps(short_float(value))}}}' for value in distinct], dtype=object
+        )
+        texts = table[inverse.ravel()].tolist()
     if fmt.media == JSON:
-        return json.dumps({"predictions": entries}).encode("utf-8")
-    return "".join(json.dumps(entry) + "\n" for entry in entries).encode("utf-8")
+        return ", ".join(texts)
+    return "\n".join(texts) + "\n"
 
 
 def _entry(verbose: bool, predicted: np.floating, distances: np.ndarray, labels: np.ndarray) -> dict:

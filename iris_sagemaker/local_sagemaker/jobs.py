@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from .errors import JobFailure, JobStopped, validation_error
+from .logs import JobLog, log_path
 from .records import Record, RecordStore, from_json_time, now, to_json_time
 
 TEST_DELAY_ENV = "IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY"
@@ -105,6 +106,11 @@ class JobContext:
         self._max_runtime_s = max_runtime_s
         self._started = time.monotonic()
         self._last_disk_poll = 0.0
+        self._log = JobLog(log_path(records, jtype.folder, name))
+
+    def log(self, message: str) -> None:
+        """Append a progress line to the job's log (see :mod:`.logs`)."""
+        self._log.write(message)
 
     def checkpoint(self) -> None:
         """Called between mini-batches; raises :class:`JobStopped` when the job must end."""
@@ -193,6 +199,12 @@ class JobRunner:
                     f"on {owner['host']}) died before the job finished."
                 )
                 _finish_state(jtype, state, "Failed", reason)
+            # Logged before the record is saved, so whoever sees the final status finds its line.
+            final = state[jtype.status_key]
+            reason = state.get("FailureReason")
+            _append_log(
+                self.records, jtype, current["name"], f"job {final}" + (f": {reason}" if reason else "")
+            )
             return True
 
         updated = self.records.update(jtype.folder, record["name"], mutate)
@@ -246,16 +258,17 @@ class JobRunner:
         ctx = JobContext(self.records, jtype, name, event, max_runtime_s)
         try:
             self._mark_started(jtype, name)
+            ctx.log(f"{jtype.noun} {name} started (pid {os.getpid()})")
             fields = program(ctx)
-            self._finish(jtype, name, "Completed", None, fields)
+            self._finish(jtype, name, "Completed", None, fields, ctx=ctx)
         except JobStopped as stop:
-            self._finish(jtype, name, "Stopped", None, {}, stop.secondary_status)
+            self._finish(jtype, name, "Stopped", None, {}, stop.secondary_status, ctx=ctx)
         except JobFailure as failure:
-            self._finish(jtype, name, "Failed", str(failure), {})
+            self._finish(jtype, name, "Failed", str(failure), {}, ctx=ctx)
         except Exception as err:  # an engine bug must still end the job
             _log.exception("local SageMaker %s %s crashed", jtype.noun, name)
             reason = f"InternalServerError: the embedded engine failed: {type(err).__name__}: {err}"
-            self._finish(jtype, name, "Failed", reason, {})
+            self._finish(jtype, name, "Failed", reason, {}, ctx=ctx)
         finally:
             _forget(token)
 
@@ -274,7 +287,9 @@ class JobRunner:
         reason: str | None,
         fields: dict[str, Any],
         secondary: str | None = None,
+        ctx: JobContext | None = None,
     ) -> None:
+
         def mutate(record: Record) -> bool:
             state = record["state"]
             if state[jtype.status_key] not in _ACTIVE:
@@ -282,6 +297,9 @@ class JobRunner:
             final = "Stopped" if record.get("stop_requested") or status == "Stopped" else status
             state.update(fields)
             _finish_state(jtype, state, final, reason if final == "Failed" else None, secondary)
+            if ctx is not None:  # logged before the record is saved: the final status implies the line
+                note = f" ({secondary})" if secondary and secondary != "Stopped" else ""
+                ctx.log(f"job {final}" + {"Failed": f": {reason}", "Stopped": note}.get(final, ""))
             return True
 
         self.records.update(jtype.folder, name, mutate)
@@ -328,6 +346,13 @@ def _transition(state: Record, status: str, message: str, closing: bool = False)
 
 def _seconds_between(start: str, end: str) -> int:
     return max(0, round((from_json_time(end) - from_json_time(start)).total_seconds()))
+
+
+def _append_log(records: RecordStore, jtype: JobType, name: str, message: str) -> None:
+    try:
+        JobLog(log_path(records, jtype.folder, name)).write(message)
+    except OSError:  # a read-only view of the records: the status matters, the log line does not
+        _log.warning("cannot append to the log of %s %s", jtype.noun, name)
 
 
 def _forget(token: str) -> None:

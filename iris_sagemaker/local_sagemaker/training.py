@@ -12,9 +12,9 @@ import numpy as np
 from iris_sagemaker.storage import ObjectStore, S3Uri
 
 from . import knn
-from .channels import matched_keys, object_lines, open_object, source_uri
+from .channels import matched_keys, object_chunks, open_object, source_uri
 from .errors import AlgorithmClientError
-from .formats import ColumnCountError, FormatError, numbered_batches, parse_csv_rows, parse_media_type
+from .formats import ColumnCountError, FormatError, parse_csv, parse_media_type
 from .jobs import JobContext
 from .records import now, to_json_time
 
@@ -40,23 +40,42 @@ def run_training(request: dict[str, Any], store: ObjectStore, ctx: JobContext) -
     params = knn.parse_hyperparameters(request.get("HyperParameters") or {})
     channels = _channels(request.get("InputDataConfig") or [])
     ctx.secondary_status("Downloading", "Downloading input data")
+    ctx.log("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(_hp(request).items())))
     sampler = knn.ReservoirSampler(params.sample_size)
     for labels, features in labelled_batches(store, channels["train"], params, ctx):
         sampler.add(labels, features)
     ctx.secondary_status("Training", "Training image download completed. Training in progress.")
     labels, features = sampler.result()
+    ctx.log(f"read {sampler.seen} rows (sampled {len(labels)})")
     model = knn.train(params, labels, features)
+    ctx.log(
+        f"index {params.index_type} built: {model.index.ntotal} vectors, d={params.feature_dim}, "
+        f"metric {params.index_metric}"
+        + (
+            f", {params.dimension_reduction_type} reduction to {params.dimension_reduction_target}"
+            if params.dimension_reduction_type
+            else ""
+        )
+    )
     metrics = []
     if "test" in channels:
         batches = labelled_batches(store, channels["test"], params, ctx)
         result = knn.evaluate(model, batches, ctx.checkpoint)
         if result is not None:
             metrics.append({"MetricName": result[0], "Value": result[1], "Timestamp": to_json_time(now())})
+            ctx.log(f"{result[0]} = {result[1]:.6g}")
+        else:
+            ctx.log("the test channel holds no rows: no test metric")
     ctx.checkpoint()
     ctx.secondary_status("Uploading", "Uploading generated training model")
     artifact = model_artifact_uri(request)
     store.put_bytes(artifact.bucket, artifact.key, knn.dump_model(model))
+    ctx.log(f"wrote {artifact}")
     return {"FinalMetricDataList": metrics}
+
+
+def _hp(request: dict[str, Any]) -> dict[str, str]:
+    return dict(request.get("HyperParameters") or {})
 
 
 def _channels(config: list[dict[str, Any]]) -> dict[str, Channel]:
@@ -97,22 +116,26 @@ def _check_channel(name: str, spec: dict[str, Any]) -> None:
 def labelled_batches(
     store: ObjectStore, channel: Channel, params: knn.KnnParams, ctx: JobContext
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(labels, features) float32 batches of at most ``mini_batch_size`` rows from every object."""
+    """(labels, features) float32 batches of at most ``mini_batch_size`` rows from every object, parsed
+    a bounded chunk of whole lines at a time."""
     uri, keys = matched_keys(store, channel.spec["DataSource"]["S3DataSource"], f"channel {channel.name!r}")
     compression = channel.spec.get("CompressionType")
+    size = params.mini_batch_size
     for key in keys:
         source = f"s3://{uri.bucket}/{key}"
+        ctx.log(f"reading {source} (channel {channel.name})")
         with open_object(store, uri.bucket, key, compression) as fh:
-            lines = object_lines(fh, source)
-            for first, rows in numbered_batches(lines, params.mini_batch_size):
-                ctx.checkpoint()
-                values = _parse(rows, first, source, params.feature_dim)
-                yield values[:, 0].astype(np.float32), values[:, 1:].astype(np.float32)
+            for chunk in object_chunks(fh, source):
+                values = _parse(chunk.data, chunk.first_line, source, params.feature_dim)
+                for start in range(0, len(values), size):
+                    ctx.checkpoint()
+                    batch = values[start : start + size]
+                    yield batch[:, 0].copy(), batch[:, 1:]
 
 
-def _parse(rows: list[bytes], first: int, source: str, feature_dim: int) -> np.ndarray:
+def _parse(data: bytes, first: int, source: str, feature_dim: int) -> np.ndarray:
     try:
-        return parse_csv_rows(rows, first, source, feature_dim + 1)
+        return parse_csv(data, feature_dim + 1, source, first)
     except ColumnCountError as err:
         raise AlgorithmClientError(
             f"feature_dim={feature_dim} does not match the data: row {err.row} of {err.source} has "

@@ -1,8 +1,13 @@
 """The batch transform program: load the model once, then stream every input object through it in
-mini-batches and write ``<S3OutputPath>/<X>.out`` (atomically, only if the whole object succeeded)."""
+mini-batches and write ``<S3OutputPath>/<X>.out`` (atomically, only if the whole object succeeded).
+
+Memory is bounded by the payload size (MaxPayloadInMB, or :data:`.formats.STREAM_CHUNK_BYTES` without a
+limit), never by the object's: multi-record payloads are cut from the byte stream at line ends (no
+per-line Python), parsed by pandas' C parser, searched, voted by numpy and written at once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -10,16 +15,20 @@ from typing import IO, Any
 from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError
 
 from . import knn
-from .channels import matched_keys, object_lines, open_object, source_uri
+from .channels import matched_keys, object_chunks, object_lines, open_object, source_uri
 from .errors import AlgorithmClientError
 from .formats import (
     CSV,
+    JSONLINES,
     FormatError,
     MediaType,
     Payload,
     ResponseFormat,
     decode_request,
-    encode_response,
+    document_close,
+    document_open,
+    encode_entries,
+    entries_separator,
     line_payloads,
     parse_media_type,
     response_format,
@@ -29,6 +38,7 @@ from .jobs import JobContext
 
 DEFAULT_MAX_PAYLOAD_MB = 6
 _UNSUPPORTED = ("DataProcessing", "DataCaptureConfig")
+_PROGRESS_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,10 +97,20 @@ def run_transform(
 ) -> dict[str, Any]:
     settings = settings_from(request)
     model = _load_model(store, model_data_url)
+    ctx.log(
+        f"model loaded from {model_data_url}: {model.config.index_type} "
+        f"({model.config.index_metric}), {model.index.ntotal} vectors, d={model.config.feature_dim}, "
+        f"k={model.config.k}, {model.config.predictor_type}; exact search by {model.search_method}"
+        if model.config.index_type == "faiss.Flat"
+        else f"model loaded from {model_data_url}: {model.config.index_type} "
+        f"({model.config.index_metric}), {model.index.ntotal} vectors, d={model.config.feature_dim}, "
+        f"k={model.config.k}, {model.config.predictor_type}"
+    )
     in_uri, keys = matched_keys(
         store, request["TransformInput"]["DataSource"]["S3DataSource"], "TransformInput"
     )
     out_uri = source_uri(request["TransformOutput"]["S3OutputPath"], "TransformOutput.S3OutputPath")
+    ctx.log(f"{len(keys)} input object(s) under s3://{in_uri.bucket}/{in_uri.key}")
     for key in keys:
         target = output_key(in_uri.key, key, out_uri.key)
         _transform_object(store, model, settings, (in_uri.bucket, key), (out_uri.bucket, target), ctx)
@@ -106,6 +126,24 @@ def _load_model(store: ObjectStore, url: str) -> knn.KnnModel:
     return knn.load_model(data)
 
 
+class _Progress:
+    """Rate-limited "scored batch" lines for the job log (every batch would flood it)."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+        self._last = -_PROGRESS_INTERVAL_S
+        self.batches = 0
+        self.rows = 0
+
+    def scored(self, rows: int) -> None:
+        self.batches += 1
+        self.rows += rows
+        now = time.monotonic()
+        if now - self._last >= _PROGRESS_INTERVAL_S:
+            self._last = now
+            self._ctx.log(f"scored batch {self.batches}: {rows} rows ({self.rows} rows so far)")
+
+
 def _transform_object(
     store: ObjectStore,
     model: knn.KnnModel,
@@ -114,35 +152,70 @@ def _transform_object(
     target: tuple[str, str],
     ctx: JobContext,
 ) -> None:
+    """Stream one object through the model into its ``.out`` (atomic: all or nothing).
+
+    Each payload (mini-batch) becomes one response document, written as soon as it is scored. With no
+    payload limit (MaxPayloadInMB 0) a line-split object is one request: it is still read and scored in
+    bounded chunks, and its single document is written piece by piece.
+    """
     source = f"s3://{source_obj[0]}/{source_obj[1]}"
+    ctx.log(f"reading {source}")
+    fmt = settings.response
+    progress = _Progress(ctx)
+    per_record = settings.split_lines and settings.single_record
+    one_document = settings.max_bytes == 0 and _line_based(settings) and not per_record
     with (
         open_object(store, *source_obj, settings.compression) as fh,
         store.open_write(*target) as out,
     ):
+        if one_document:
+            out.write(document_open(fmt).encode("utf-8"))
+        first = True
         for payload in _payloads(fh, settings, source):
             ctx.checkpoint()
-            body = _infer(model, settings, payload, source)
-            out.write(body)
-            if settings.assemble_lines and not body.endswith(b"\n"):
+            prediction = _infer(model, settings, payload, source)
+            entries = encode_entries(fmt, prediction.predicted, prediction.distances, prediction.labels)
+            if one_document:
+                if entries:
+                    out.write(((entries_separator(fmt) if not first else "") + entries).encode("utf-8"))
+                    first = False
+            else:
+                body = (document_open(fmt) + entries + document_close(fmt)).encode("utf-8")
+                out.write(body)
+                if settings.assemble_lines and not body.endswith(b"\n"):
+                    out.write(b"\n")
+            progress.scored(len(prediction.predicted))
+        if one_document:
+            closing = document_close(fmt).encode("utf-8")
+            out.write(closing)
+            if settings.assemble_lines and not closing.endswith(b"\n") and closing:
                 out.write(b"\n")
+        ctx.checkpoint()  # a stop requested while the last batch ran still leaves no output
+    target_uri = f"s3://{target[0]}/{target[1]}"
+    ctx.log(f"wrote {target_uri} ({progress.rows} rows in {progress.batches} batches)")
+
+
+def _line_based(settings: TransformSettings) -> bool:
+    return settings.content_type.media in (CSV, JSONLINES)
 
 
 def _payloads(fh: IO[bytes], settings: TransformSettings, source: str) -> Iterator[Payload]:
     try:
-        if settings.split_lines:
-            yield from line_payloads(object_lines(fh, source), settings.single_record, settings.max_bytes)
+        if settings.split_lines and settings.single_record:
+            yield from line_payloads(object_lines(fh, source), True, settings.max_bytes)
+        elif settings.split_lines or (settings.max_bytes == 0 and _line_based(settings)):
+            yield from object_chunks(fh, source, settings.max_bytes)
         else:
             yield from whole_object_payload(fh, settings.max_bytes)
     except FormatError as err:
         raise AlgorithmClientError(f"{source}: {err}") from None
 
 
-def _infer(model: knn.KnnModel, settings: TransformSettings, payload: Payload, source: str) -> bytes:
+def _infer(model: knn.KnnModel, settings: TransformSettings, payload: Payload, source: str) -> knn.Prediction:
     try:
         features = decode_request(
             payload.data, settings.content_type, model.config.feature_dim, source, payload.first_line
         )
     except FormatError as err:
         raise AlgorithmClientError(f"Unable to parse the request: {err}") from None
-    prediction = model.predict(features)
-    return encode_response(settings.response, prediction.predicted, prediction.distances, prediction.labels)
+    return model.predict(features)

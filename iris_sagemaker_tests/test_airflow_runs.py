@@ -1,0 +1,178 @@
+"""`airflow dags test sagemaker_pipeline` for real, in a subprocess on SQLite, offline:
+
+- local mode: the embedded engine, the same objects as the Dagster run, 45 scored predictions;
+- aws mode: the Amazon provider's operators against moto's server on 127.0.0.1, checking the request
+  bodies moto received and the CSVs in moto's S3 (moto runs no algorithm; the test stands in for
+  the batch transform's output so the scoring task has something to score).
+
+Runs in .venv (Airflow 2.11) and .venv-airflow3 (Airflow 3.x); skipped where Airflow is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from iris_sagemaker import dataset, specs
+from iris_sagemaker.settings import (
+    DEFAULT_LOCAL_BUCKET,
+    PREDICTIONS_KEY,
+    SCORED_KEY,
+    TEST_KEY,
+    TEST_LABELS_KEY,
+    TRAIN_KEY,
+    Settings,
+)
+from iris_sagemaker_tests.airflow_support import airflow_env, aws_connection, require_airflow, run_airflow
+
+require_airflow()
+
+REGION = "us-east-2"
+BUCKET = "iris-airflow-moto"
+ROLE = "arn:aws:iam::123456789012:role/iris-airflow-moto"
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite metadata database for the module's runs."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    done = run_airflow(["db", "migrate"], airflow_env(home), timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return home
+
+
+def _dags_test(home: Path, **env: str) -> None:
+    done = run_airflow(["dags", "test", "sagemaker_pipeline"], airflow_env(home, **env))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "state=success" in output or "successful" in output, output[-6000:]
+
+
+def _expected_split() -> dataset.IrisSplit:
+    source, data = dataset.read_source(None)
+    return dataset.split(dataset.parse_iris(data, source), seed=42)
+
+
+def test_local_mode_runs_offline_and_leaves_the_dagster_objects(airflow_home: Path) -> None:
+    _dags_test(airflow_home)
+
+    bucket = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"]) / "s3" / DEFAULT_LOCAL_BUCKET
+    parts = _expected_split()
+    assert (bucket / TRAIN_KEY).read_bytes() == dataset.to_sagemaker_csv(parts.train)
+    assert (bucket / TEST_KEY).read_bytes() == dataset.to_sagemaker_csv(parts.test_features)
+    labels = pd.read_csv(bucket / TEST_LABELS_KEY)["true_label"]
+    assert labels.tolist() == parts.test_labels.tolist()
+
+    artifacts = list((bucket / "iris/results").glob("train-iris-manual-*/output/model.tar.gz"))
+    assert len(artifacts) == 1
+    predictions = json.loads((bucket / PREDICTIONS_KEY).read_text())["predictions"]
+    assert len(predictions) == 45
+    scored = pd.read_csv(bucket / SCORED_KEY)
+    assert len(scored) == 45
+    assert scored["predicted_label"].tolist() == [int(p["predicted_label"]) for p in predictions]
+    assert scored["correct"].mean() >= 0.9
+
+
+class MotoRecorder:
+    """Records the SageMaker request bodies moto's server receives; writes a stand-in transform output."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.bodies: dict[str, list[dict[str, Any]]] = {}
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from moto.sagemaker.responses import SageMakerResponse
+
+        for action in ("create_training_job", "create_model", "create_transform_job"):
+            original = getattr(SageMakerResponse, action)
+            monkeypatch.setattr(SageMakerResponse, action, self._wrap(action, original))
+
+    def _wrap(self, action: str, original: Any) -> Any:
+        recorder = self
+
+        def handler(response: Any) -> Any:
+            body = json.loads(response.body)
+            recorder.bodies.setdefault(action, []).append(body)
+            result = original(response)
+            if action == "create_transform_job":
+                recorder._write_transform_output(body)
+            return result
+
+        return handler
+
+    def _write_transform_output(self, request: dict[str, Any]) -> None:
+        """What k-NN would write: one prediction per test row (here: the true labels, in order)."""
+        s3 = s3_client(self.endpoint)
+        labels = pd.read_csv(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=TEST_LABELS_KEY)["Body"].read()))
+        out = {"predictions": [{"predicted_label": float(v)} for v in labels["true_label"]]}
+        output_path = request["TransformOutput"]["S3OutputPath"].removeprefix(f"s3://{BUCKET}/")
+        key = specs.transform_output_key(TEST_KEY, output_path)
+        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(out).encode())
+
+
+def s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+
+
+@pytest.fixture
+def moto_endpoint() -> Any:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_aws_mode_sends_the_builders_requests_to_sagemaker(
+    airflow_home: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = MotoRecorder(moto_endpoint)
+    recorder.install(monkeypatch)
+    s3 = s3_client(moto_endpoint)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+    _dags_test(
+        airflow_home,
+        IRIS_SAGEMAKER_BACKEND="aws",
+        AWS_REGION=REGION,
+        AIRFLOW_VAR_S3_BUCKET=BUCKET,
+        AIRFLOW_VAR_ROLE=ROLE,
+        IRIS_SAGEMAKER_AIRFLOW_CHECK_INTERVAL="1",  # the provider sleeps one interval when printing logs
+        **{"AIRFLOW_CONN_AWS-SAGEMAKER": aws_connection(moto_endpoint, REGION)},
+    )
+
+    # data_prep wrote the same CSVs to (moto's) S3 through the aws-sagemaker connection.
+    parts = _expected_split()
+    get = lambda key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()  # noqa: E731
+    assert get(TRAIN_KEY) == dataset.to_sagemaker_csv(parts.train)
+    assert get(TEST_KEY) == dataset.to_sagemaker_csv(parts.test_features)
+
+    # Exactly one request each, equal to what the shared builders (and so the Dagster assets) send.
+    (training,) = recorder.bodies["create_training_job"]
+    (model,) = recorder.bodies["create_model"]
+    (transform,) = recorder.bodies["create_transform_job"]
+    settings = Settings.from_env(backend="aws", bucket=BUCKET, role_arn=ROLE)
+    name = training["TrainingJobName"]
+    assert name.startswith("train-iris-manual-")
+    run_key = name.removeprefix("train-iris-")
+    names = specs.job_names(run_key)
+    assert training == specs.training_job_request(settings, names.training_job)
+    artifact = f"s3://{BUCKET}/iris/results/{names.training_job}/output/model.tar.gz"
+    assert model == specs.model_request(settings, names.model, artifact)
+    assert transform == specs.transform_job_request(settings, names.transform_job, names.model)
+
+    # The scoring task read the transform output and wrote the scored table.
+    scored = pd.read_csv(io.BytesIO(get(SCORED_KEY)))
+    assert len(scored) == 45 and scored["correct"].all()

@@ -1,0 +1,90 @@
+"""Exact search for faiss.Flat: a kd-tree for low dimensions, faiss's flat scan above; same answers."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from iris_sagemaker.local_sagemaker import knn
+
+
+def _params(d: int, **extra: str) -> knn.KnnParams:
+    hp = {"feature_dim": str(d), "k": "5", "predictor_type": "classifier", "sample_size": "100000"}
+    return knn.parse_hyperparameters({**hp, **extra})
+
+
+def _random(d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 4, n).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("d", "extra", "method"),
+    [
+        (1, {}, "kd-tree"),
+        (4, {}, "kd-tree"),
+        (knn.KD_TREE_MAX_DIM, {}, "kd-tree"),
+        (knn.KD_TREE_MAX_DIM + 1, {}, "faiss"),
+        (64, {}, "faiss"),
+        (4, {"index_metric": "COSINE"}, "faiss"),
+        (4, {"index_metric": "INNER_PRODUCT"}, "faiss"),
+        (16, {"dimension_reduction_type": "sign", "dimension_reduction_target": "4"}, "faiss"),
+        (4, {"index_type": "faiss.IVFFlat", "faiss_index_ivf_nlists": "4"}, "faiss"),
+    ],
+)
+def test_search_method_per_shape(d, extra, method):
+    labels, features = _random(d, 300, seed=d)
+    model = knn.train(_params(d, **extra), labels, features)
+    assert model.search_method == method
+    reloaded = knn.load_model(knn.dump_model(model))  # the kd-tree is rebuilt from the faiss index
+    assert reloaded.search_method == method
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, knn.KD_TREE_MAX_DIM])
+def test_kd_tree_matches_faiss_flat(d):
+    labels, features = _random(d, 3000, seed=d)
+    _, queries = _random(d, 2000, seed=100 + d)
+    model = knn.load_model(knn.dump_model(knn.train(_params(d), labels, features)))
+    assert model.search_method == "kd-tree"
+    flat = faiss.IndexFlatL2(d)
+    flat.add(features)
+    want_dist, want_ids = flat.search(queries, 5)
+    got_dist, got_ids = model.search(queries)
+    assert got_ids.dtype == np.int64 and got_dist.dtype == np.float32
+    np.testing.assert_allclose(got_dist, want_dist, rtol=1e-4, atol=1e-5)  # squared L2, as faiss reports
+    # Neighbours are the same points, except where two candidates lie at (numerically) equal distance.
+    differ = got_ids != want_ids
+    assert differ.mean() < 0.01
+    true_dist = ((queries[:, None, :] - features[got_ids]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(true_dist, got_dist, rtol=1e-4, atol=1e-5)
+    same_rows = ~differ.any(axis=1)
+    expected = knn.vote(labels[want_ids])
+    prediction = model.predict(queries)
+    assert (prediction.predicted[same_rows] == expected[same_rows]).all()
+    assert (prediction.labels == labels[got_ids]).all()
+
+
+def test_kd_tree_with_k_1_and_duplicate_points():
+    features = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]], np.float32), 3, axis=0)
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2], np.float32)
+    model = knn.train(_params(2, k="1"), labels, features)
+    assert model.search_method == "kd-tree"
+    prediction = model.predict(np.array([[0.1, 0.0], [4.0, 4.0]], np.float32))
+    assert prediction.predicted.tolist() == [0.0, 2.0]
+    assert prediction.distances.shape == (2, 1)
+    assert prediction.distances[:, 0] == pytest.approx([0.01, 2.0], rel=1e-5)
+
+
+def test_kd_tree_regressor_matches_faiss():
+    labels, features = _random(3, 500, seed=7)
+    labels = labels * 1.5
+    _, queries = _random(3, 200, seed=8)
+    model = knn.train(_params(3, predictor_type="regressor"), labels, features)
+    flat = faiss.IndexFlatL2(3)
+    flat.add(features)
+    _, ids = flat.search(queries, 5)
+    same = (np.sort(model.search(queries)[1], axis=1) == np.sort(ids, axis=1)).all(axis=1)
+    assert same.mean() > 0.99  # the same five neighbours (a near tie for the fifth aside)
+    predicted = model.predict(queries).predicted
+    np.testing.assert_allclose(predicted[same], labels[ids].mean(axis=1)[same], rtol=1e-6)
