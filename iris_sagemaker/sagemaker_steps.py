@@ -125,8 +125,13 @@ def run_training_job(
 
 
 def run_transform_job(
-    client: Any, request: dict[str, Any], waiting: Waiting = Waiting(), log: Log = print
+    client: Any,
+    request: dict[str, Any],
+    waiting: Waiting = Waiting(),
+    log: Log = print,
+    on_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
+    """Start (or find) the transform job and wait for it; ``on_poll`` runs after every describe."""
     name = request["TransformJobName"]
     _create_or_find(lambda: client.create_transform_job(**request), "transform job", name, log)
     return _wait(
@@ -136,6 +141,7 @@ def run_transform_job(
         name,
         waiting,
         log,
+        on_poll,
     )
 
 

@@ -225,11 +225,11 @@ def test_local_engine_over_s3_runs_the_whole_pipeline(
 
 
 def test_training_logs_are_forwarded_from_cloudwatch(moto_endpoint: str) -> None:
-    from iris_sagemaker.cloudwatch_logs import LOG_GROUP, TrainingLogTail
+    from iris_sagemaker.job_logs import LOG_GROUP, CloudWatchLogTail
 
     logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-2")
     lines: list[str] = []
-    tail = TrainingLogTail(logs, "train-iris-1", lines.append)
+    tail = CloudWatchLogTail(logs, "train-iris-1", lines.append)
     assert tail.poll() == 0  # no log group yet: nothing to forward, no error
 
     logs.create_log_group(logGroupName=LOG_GROUP)

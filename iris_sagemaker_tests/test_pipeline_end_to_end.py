@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from iris_sagemaker.dagster_defs.definitions import build_definitions
 from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET
@@ -25,7 +25,8 @@ def _assets_and_checks():
 
 def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
     defs, assets = _assets_and_checks()
-    result = materialize(assets, resources=defs.resources, raise_on_error=False)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(assets, resources=defs.resources, raise_on_error=False, instance=instance)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
 
     bucket = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"]) / "s3" / DEFAULT_LOCAL_BUCKET
@@ -58,6 +59,13 @@ def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
     job = result.output_for_node("knn_training_job")
     assert job["TrainingJobStatus"] == "Completed"
     assert job["HyperParameters"]["k"] == "3"
+
+    # The engine's progress reaches the Dagster run log while the steps wait for their jobs.
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    training = job["TrainingJobName"]
+    assert any(m.startswith(f"[{training}] read 105 rows") for m in messages), messages
+    assert any(f"[{training}] wrote s3://" in m for m in messages)
+    assert any("] scored batch 1: 45 rows" in m for m in messages)
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["raw_iris_schema"].passed

@@ -143,13 +143,9 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
 def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[dict]:
     settings = sagemaker.settings
     request = specs.training_job_request(settings, job_names(context).training_job)
-    tail = sagemaker.training_log_tail(request["TrainingJobName"], context.log.info)
+    tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"], context.log.info)
     description = sagemaker_steps.run_training_job(
-        sagemaker.get_client(),
-        request,
-        waiting_for(sagemaker),
-        log=context.log.info,
-        on_poll=tail.poll if tail else None,
+        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info, on_poll=tail.poll
     )
     return Output(
         sagemaker_steps.json_safe(description),
@@ -210,8 +206,9 @@ def test_predictions(
 ) -> Iterator[Any]:
     settings = sagemaker.settings
     request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
+    tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"], context.log.info)
     description = sagemaker_steps.run_transform_job(
-        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info
+        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info, on_poll=tail.poll
     )
     output_key = specs.transform_output_key(TEST_KEY)
     predicted = sagemaker_steps.read_transform_output(

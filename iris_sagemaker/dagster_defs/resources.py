@@ -12,7 +12,7 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from pydantic import Field, PrivateAttr
 
 from iris_sagemaker.backends import boto3_session, check_bucket, make_sagemaker_client, make_store, uses_s3
-from iris_sagemaker.cloudwatch_logs import TrainingLogTail
+from iris_sagemaker.job_logs import LOG_GROUPS, CloudWatchLogTail, LocalJobLogTail, LogTail
 from iris_sagemaker.settings import Settings
 from iris_sagemaker.storage import ObjectNotFound, ObjectStore
 
@@ -75,11 +75,12 @@ class SageMakerResource(ConfigurableResource):
             self._store = make_store(settings, s3_client=s3_client)
         return self._store
 
-    def training_log_tail(self, job_name: str, emit: Any) -> TrainingLogTail | None:
-        """CloudWatch logs of a SageMaker training job (aws backend only; the local engine logs itself)."""
+    def job_log_tail(self, job_type: str, job_name: str, emit: Any) -> LogTail:
+        """The job's log lines, forwarded while waiting: CloudWatch on aws, the engine's own log locally."""
         if self.settings.is_local:
-            return None
-        return TrainingLogTail(boto3_session(self.settings).client("logs"), job_name, emit)
+            return LocalJobLogTail(self.get_client(), job_type, job_name, emit)
+        logs = boto3_session(self.settings).client("logs")
+        return CloudWatchLogTail(logs, job_name, emit, log_group=LOG_GROUPS[job_type])
 
     def get_client(self) -> Any:
         """boto3's ``sagemaker`` client, or the embedded engine with the same methods and errors."""
