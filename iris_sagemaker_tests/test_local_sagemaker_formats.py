@@ -193,11 +193,15 @@ def test_line_chunks_pack_lines_like_line_payloads(limit):
 def test_line_chunks_numbers_lines_and_skips_blank_chunks():
     data = b"\n\n1,2\n\n3,4\n5,6"
     lines = data.split(b"\n")
-    assert list(f.line_chunks(io.BytesIO(data), 4)) == list(f.line_payloads(lines, False, 4)) == [
-        f.Payload(b"1,2\n", 3),  # a blank line inside a chunk stays (as in line_payloads)
-        f.Payload(b"3,4", 5),
-        f.Payload(b"5,6", 6),
-    ]
+    assert (
+        list(f.line_chunks(io.BytesIO(data), 4))
+        == list(f.line_payloads(lines, False, 4))
+        == [
+            f.Payload(b"1,2\n", 3),  # a blank line inside a chunk stays (as in line_payloads)
+            f.Payload(b"3,4", 5),
+            f.Payload(b"5,6", 6),
+        ]
+    )
 
 
 def test_line_chunks_oversized_line():

@@ -646,6 +646,21 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
     expect(matrix).to_be_visible()
     for species in SPECIES:
         expect(matrix).to_contain_text(species)
+    # The pictures render as images (decoded, not broken links), in the cell or behind "Show Markdown".
+    for label in ("confusion_matrix_plot", "predictions_plot"):
+        row = page.locator("tr").filter(has=page.locator("td", has_text=re.compile(rf"^\s*{label}\s*$")))
+        expect(row.first).to_be_visible()
+        shot(page, f"06-{label}-row")
+        opener = row.first.get_by_text("Show Markdown")
+        if opener.count():
+            opener.first.click()
+            image = page.get_by_role("dialog").locator("img").first
+        else:
+            image = row.first.locator("img").first
+        expect(image).to_be_visible()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle())
+        shot(page, f"07-{label}")
+        page.keyboard.press("Escape")
     page.wait_for_timeout(1000)  # icons and the history chart load after the table
     shot(page, "05-test-predictions")
 

@@ -13,10 +13,13 @@ these three members from memory only: nothing is unpickled or extracted to disk.
 Exact search (``faiss.Flat``): the answer is the exact k nearest neighbours, computed by the fastest
 exact method for the data's shape. For the L2 metric without dimension reduction and a low dimension
 (``feature_dim <= KD_TREE_MAX_DIM``), a kd-tree (``scipy.spatial.cKDTree``, float64, all cores) is built at
-load time from the index's own vectors; otherwise faiss's flat index does a brute-force scan (BLAS).
-Measured on 2 cores, 10k indexed points, k=3, uniform random data: the kd-tree is 40x faster at d=4,
-2-7x at d=6..9, about even at d=10..11 and slower from d=12 (5x slower at d=16). The artifact is always
-the faiss index; the kd-tree is only a search structure rebuilt from it.
+load time from the index's own vectors; otherwise faiss's flat index scans by brute force (BLAS).
+Measured on this project's 2-core machine (10k indexed points, k=3, uniform random data, the kd-tree's
+worst case): the kd-tree is ~40x faster at d=4, 2-7x at d=6..9, about even at d=10..11 and slower from
+d=12 (~7x slower at d=16); faiss was up to 2x faster again when run from a worker thread, as jobs are.
+So the cut is at d=8, where the kd-tree still wins by 2x or more. Other metrics (inner product, cosine)
+and the IVF indexes keep faiss. The artifact is always the faiss index; the kd-tree is only a search
+structure rebuilt from it (``reconstruct_n``), so loading stays pickle-free.
 
 Prediction rule: classifier = the most frequent label among the k nearest neighbours; on a tie, the
 label of the nearest neighbour among those carrying a tied label wins. Regressor = the mean label.
