@@ -34,7 +34,7 @@ def _random(d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     ],
 )
 def test_search_method_per_shape(d, extra, method):
-    labels, features = _random(d, 300, seed=d)
+    labels, features = _random(d, knn.KD_TREE_MIN_POINTS, seed=d)
     model = knn.train(_params(d, **extra), labels, features)
     assert model.search_method == method
     reloaded = knn.load_model(knn.dump_model(model))  # the kd-tree is rebuilt from the faiss index
@@ -65,7 +65,13 @@ def test_kd_tree_matches_faiss_flat(d):
     assert (prediction.labels == labels[got_ids]).all()
 
 
-def test_kd_tree_with_k_1_and_duplicate_points():
+def test_small_indexes_keep_faiss_and_need_no_scipy():
+    labels, features = _random(4, knn.KD_TREE_MIN_POINTS - 1, seed=1)
+    assert knn.train(_params(4), labels, features).search_method == "faiss"
+
+
+def test_kd_tree_with_k_1_and_duplicate_points(monkeypatch):
+    monkeypatch.setattr(knn, "KD_TREE_MIN_POINTS", 1)
     features = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]], np.float32), 3, axis=0)
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2], np.float32)
     model = knn.train(_params(2, k="1"), labels, features)
@@ -76,7 +82,8 @@ def test_kd_tree_with_k_1_and_duplicate_points():
     assert prediction.distances[:, 0] == pytest.approx([0.01, 2.0], rel=1e-5)
 
 
-def test_kd_tree_regressor_matches_faiss():
+def test_kd_tree_regressor_matches_faiss(monkeypatch):
+    monkeypatch.setattr(knn, "KD_TREE_MIN_POINTS", 1)
     labels, features = _random(3, 500, seed=7)
     labels = labels * 1.5
     _, queries = _random(3, 200, seed=8)

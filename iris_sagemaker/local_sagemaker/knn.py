@@ -17,7 +17,9 @@ load time from the index's own vectors; otherwise faiss's flat index scans by br
 Measured on this project's 2-core machine (10k indexed points, k=3, uniform random data, the kd-tree's
 worst case): the kd-tree is ~40x faster at d=4, 2-7x at d=6..9, about even at d=10..11 and slower from
 d=12 (~7x slower at d=16); faiss was up to 2x faster again when run from a worker thread, as jobs are.
-So the cut is at d=8, where the kd-tree still wins by 2x or more. Other metrics (inner product, cosine)
+So the cut is at d=8, where the kd-tree still wins by 2x or more. Small indexes (fewer than
+``KD_TREE_MIN_POINTS``) keep faiss too: a flat scan of them is already cheap, and the kd-tree's import
+(scipy.spatial, ~0.4 s) would cost more than it saves. Other metrics (inner product, cosine)
 and the IVF indexes keep faiss. The artifact is always the faiss index; the kd-tree is only a search
 structure rebuilt from it (``reconstruct_n``), so loading stays pickle-free.
 
@@ -34,10 +36,10 @@ import math
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import faiss
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .errors import AlgorithmClientError
 
@@ -66,6 +68,7 @@ PQ_M_VALUES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
 PQ_BITS = 8
 DEFAULT_MINI_BATCH_SIZE = 5000
 KD_TREE_MAX_DIM = 8  # exact L2 search by kd-tree up to this dimension, by faiss's flat scan above
+KD_TREE_MIN_POINTS = 1000  # ... and from this many indexed points (below, a flat scan costs nothing)
 _VOTE_CELLS = 4_000_000  # bound on the (rows, k, k) comparison cube of one voting step
 
 
@@ -300,8 +303,10 @@ class KnnModel:
         self.index = index
         self.labels = np.ascontiguousarray(labels, dtype=np.float32)
         self.config = config
-        self._tree: cKDTree | None = None
-        if use_kd_tree(config):
+        self._tree: Any = None  # a scipy.spatial.cKDTree when use_kd_tree()
+        if use_kd_tree(config, index.ntotal):
+            from scipy.spatial import cKDTree
+
             flat = faiss.downcast_index(index)
             if isinstance(flat, faiss.IndexFlat) and flat.metric_type == faiss.METRIC_L2:
                 vectors = flat.reconstruct_n(0, flat.ntotal).astype(np.float64)
@@ -338,10 +343,11 @@ class KnnModel:
         return Prediction(predicted, distances, neighbours)
 
 
-def use_kd_tree(config: ModelConfig) -> bool:
+def use_kd_tree(config: ModelConfig, points: int) -> bool:
     """Whether the exact search of this model's shape is fastest by kd-tree (see the module notes)."""
     return (
-        config.index_type == "faiss.Flat"
+        points >= KD_TREE_MIN_POINTS
+        and config.index_type == "faiss.Flat"
         and config.index_metric == "L2"
         and config.dimension_reduction_type is None
         and config.feature_dim <= KD_TREE_MAX_DIM
