@@ -226,10 +226,10 @@ def test_predictions(
             "accuracy": scores.accuracy,
             "confusion_matrix": MetadataValue.md(evaluation.confusion_markdown(scores.confusion)),
             "confusion_matrix_plot": MetadataValue.md(
-                plots.markdown_image(plots.confusion_matrix_png(scores.confusion), "confusion matrix")
+                plots.markdown_image(plots.confusion_matrix_svg(scores.confusion), "confusion matrix")
             ),
             "predictions_plot": MetadataValue.md(
-                plots.markdown_image(plots.predictions_scatter_png(table), "test set, predicted vs true")
+                plots.markdown_image(plots.predictions_scatter_svg(table), "test set, predicted vs true")
             ),
             "predictions_uri": settings.uri(output_key),
             "transform_job_name": description["TransformJobName"],
