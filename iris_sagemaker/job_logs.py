@@ -29,9 +29,10 @@ class LocalJobLogTail:
         self._offset = 0
 
     def poll(self) -> int:
+        """Forward the new lines as one message (one log event, not one per line)."""
         lines, self._offset = self.client.read_job_log(self.job_type, self.job_name, self._offset)
-        for line in lines:
-            self.emit(f"[{self.job_name}] {line}")
+        if lines:
+            self.emit("\n".join(f"[{self.job_name}] {line}" for line in lines))
         return len(lines)
 
 

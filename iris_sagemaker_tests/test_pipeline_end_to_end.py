@@ -61,7 +61,7 @@ def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
     assert job["HyperParameters"]["k"] == "3"
 
     # The engine's progress reaches the Dagster run log while the steps wait for their jobs.
-    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    messages = [line for e in instance.all_logs(result.run_id) for line in e.user_message.splitlines()]
     training = job["TrainingJobName"]
     assert any(m.startswith(f"[{training}] read 105 rows") for m in messages), messages
     assert any(f"[{training}] wrote s3://" in m for m in messages)

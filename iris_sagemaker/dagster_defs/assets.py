@@ -57,7 +57,7 @@ def job_names(context: AssetExecutionContext) -> specs.JobNames:
 
 def waiting_for(backend: SageMakerResource) -> sagemaker_steps.Waiting:
     if backend.settings.is_local:
-        return sagemaker_steps.Waiting(first=0.02, max_interval=0.5)
+        return sagemaker_steps.Waiting(first=0.01, max_interval=0.1)  # jobs take milliseconds to seconds
     return sagemaker_steps.Waiting(first=5.0, max_interval=30.0)
 
 
