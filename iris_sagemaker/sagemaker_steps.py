@@ -103,6 +103,46 @@ def _create_or_find(create: Callable[[], Any], kind: str, name: str, log: Log) -
         log(f"{kind} {name} already exists (a retry of this step): using it")
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """How boto3 names one kind of SageMaker job."""
+
+    noun: str
+    name_field: str
+    status_field: str
+    create: str
+    describe: str
+
+
+TRAINING_JOB = JobKind(
+    "training job", "TrainingJobName", "TrainingJobStatus", "create_training_job", "describe_training_job"
+)
+TRANSFORM_JOB = JobKind(
+    "transform job",
+    "TransformJobName",
+    "TransformJobStatus",
+    "create_transform_job",
+    "describe_transform_job",
+)
+
+
+def run_job(
+    client: Any,
+    kind: JobKind,
+    request: dict[str, Any],
+    waiting: Waiting,
+    log: Log = print,
+    on_poll: Callable[[], object] | None = None,
+) -> dict[str, Any]:
+    """Start (or find) the job and wait for it to end; ``on_poll`` runs after every describe."""
+    name = request[kind.name_field]
+    _create_or_find(lambda: getattr(client, kind.create)(**request), kind.noun, name, log)
+    describe = getattr(client, kind.describe)
+    return _wait(
+        lambda: describe(**{kind.name_field: name}), kind.status_field, kind.noun, name, waiting, log, on_poll
+    )
+
+
 def run_training_job(
     client: Any,
     request: dict[str, Any],
@@ -110,18 +150,8 @@ def run_training_job(
     log: Log = print,
     on_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Start (or find) the training job and wait for it; ``on_poll`` runs after every describe."""
-    name = request["TrainingJobName"]
-    _create_or_find(lambda: client.create_training_job(**request), "training job", name, log)
-    return _wait(
-        lambda: client.describe_training_job(TrainingJobName=name),
-        "TrainingJobStatus",
-        "training job",
-        name,
-        waiting.for_request(request),
-        log,
-        on_poll,
-    )
+    """The training job of ``request``, Completed; its timeout follows its MaxRuntimeInSeconds."""
+    return run_job(client, TRAINING_JOB, request, waiting.for_request(request), log, on_poll)
 
 
 def run_transform_job(
@@ -131,18 +161,8 @@ def run_transform_job(
     log: Log = print,
     on_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Start (or find) the transform job and wait for it; ``on_poll`` runs after every describe."""
-    name = request["TransformJobName"]
-    _create_or_find(lambda: client.create_transform_job(**request), "transform job", name, log)
-    return _wait(
-        lambda: client.describe_transform_job(TransformJobName=name),
-        "TransformJobStatus",
-        "transform job",
-        name,
-        waiting,
-        log,
-        on_poll,
-    )
+    """The transform job of ``request``, Completed."""
+    return run_job(client, TRANSFORM_JOB, request, waiting, log, on_poll)
 
 
 def ensure_model(client: Any, request: dict[str, Any], log: Log = print) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from iris_sagemaker.images import UnknownRegionError, knn_image_uri
@@ -91,9 +91,6 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["local_root"] = Path(str(values["local_root"])).expanduser()
         return cls(**values).validated()  # type: ignore[arg-type]
-
-    def with_overrides(self, **overrides: object) -> Settings:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None}).validated()  # type: ignore[arg-type]
 
     def validated(self) -> Settings:
         if self.backend not in BACKENDS:
