@@ -65,10 +65,6 @@ def parse_s3_uri(uri: str) -> S3Uri:
     return S3Uri(bucket, key)
 
 
-def s3_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
 def validate_bucket(bucket: str) -> str:
     if not _BUCKET_RE.match(bucket or "") or ".." in bucket:
         raise ObjectStoreError(
