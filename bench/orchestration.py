@@ -5,6 +5,8 @@
 Prints, for each orchestrator, the median wall time of the project's full local run and of a no-op
 graph of the same shape on the same executor, and their ratio:
 - Dagster: `dagster asset materialize --select '*'` of the project (local backend) vs six no-op assets.
+  Two more lines separate what the project's start-up ``gc.freeze()`` (iris_sagemaker.startup_heap)
+  saves from the project's own overhead: the project with the freeze off, and the no-op assets with it on.
 - Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow.
 Then runs the full Dagster pipeline on a generated Iris-shaped CSV of --big-rows rows
 (IRIS_SAGEMAKER_DATA_URL=file://...) and reports its time and peak memory (RSS of the largest process).
@@ -32,8 +34,13 @@ def _env(work: Path, **extra: str) -> dict[str, str]:
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # PYTHONDONTWRITEBYTECODE goes too: the site-packages of the floor were byte-compiled by pip, and
+    # a developer's repeated local run finds this package's bytecode cached as well (the warm-up run
+    # writes it).
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("IRIS_SAGEMAKER_", "AIRFLOW", "DAGSTER_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IRIS_SAGEMAKER_", "AIRFLOW", "DAGSTER_")) and k != "PYTHONDONTWRITEBYTECODE"
     }
     env.update(
         DAGSTER_HOME=str(home),
@@ -77,17 +84,32 @@ def _report(title: str, medians: dict[str, float], project: str, floor: str) -> 
 def bench_dagster(runs: int, work: Path) -> float:
     dagster = str(BIN / "dagster")
 
-    def project() -> float:
-        env = _env(work / "project")
-        shutil.rmtree(work / "project" / "local-root", ignore_errors=True)
-        return _timed([dagster, "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"], env)
+    def materialize(name: str, module: str, **extra: str) -> Callable[[], float]:
+        def once() -> float:
+            env = _env(work / name, **extra)
+            shutil.rmtree(work / name / "local-root", ignore_errors=True)
+            return _timed([dagster, "asset", "materialize", "-m", module, "--select", "*"], env)
 
-    def floor() -> float:
-        env = _env(work / "floor", PYTHONPATH=str(REPO / "bench"))
-        return _timed([dagster, "asset", "materialize", "-m", "noop_assets", "--select", "*"], env)
+        return once
 
-    medians = _medians(runs, {"project": project, "floor": floor})
-    return _report("dagster asset materialize (in-process executor)", medians, "project", "floor")
+    bench_path = str(REPO / "bench")
+    medians = _medians(
+        runs,
+        {
+            "project": materialize("project", "iris_sagemaker"),
+            "floor": materialize("floor", "noop_assets", PYTHONPATH=bench_path),
+            "frozen floor": materialize("frozen-floor", "noop_assets_frozen", PYTHONPATH=bench_path),
+            "unfrozen project": materialize("unfrozen", "iris_sagemaker", IRIS_SAGEMAKER_GC_FREEZE="0"),
+        },
+    )
+    ratio = _report("dagster asset materialize (in-process executor)", medians, "project", "floor")
+    print(
+        f"  the project without its start-up gc.freeze (IRIS_SAGEMAKER_GC_FREEZE=0): "
+        f"{medians['unfrozen project']:.2f} s, ratio {medians['unfrozen project'] / medians['floor']:.2f}\n"
+        f"  the floor with the same gc.freeze: {medians['frozen floor']:.2f} s; project / that floor "
+        f"{medians['project'] / medians['frozen floor']:.2f} (the project's own overhead, freeze aside)"
+    )
+    return ratio
 
 
 def bench_airflow(runs: int, work: Path) -> float | None:
@@ -153,6 +175,10 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-dagster", action="store_true")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
+    if args.big_rows < 150:
+        parser.error(f"--big-rows must be at least 150 (a stratified split needs rows), got {args.big_rows}")
     with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_big:

@@ -19,6 +19,8 @@ TERMINAL_FAILURES = ("Failed", "Stopped")
 # S3 timestamps have one-second resolution; allow for that and small clock skew.
 STALE_TOLERANCE = dt.timedelta(seconds=5)
 Log = Callable[[str], None]
+# Called after each describe; returns the job's log lines written since the previous call.
+OnPoll = Callable[[], list[str]]
 
 
 class SageMakerJobError(RuntimeError):
@@ -66,19 +68,20 @@ def _wait(
     name: str,
     waiting: Waiting,
     log: Log,
-    on_poll: Callable[[], object] | None = None,
+    on_poll: OnPoll | None = None,
 ) -> dict[str, Any]:
     timeout = waiting.timeout if waiting.timeout is not None else DEFAULT_TIMEOUT_SECONDS
     deadline = time.monotonic() + timeout
     last_status = None
     for interval in waiting.intervals():
         description = describe()
-        if on_poll is not None:
-            on_poll()
+        lines = list(on_poll()) if on_poll is not None else []
         status = description[status_field]
         if status != last_status:
-            log(f"{kind} {name}: {status}")
+            lines.append(f"{kind} {name}: {status}")
             last_status = status
+        if lines:
+            log("\n".join(lines))  # one message per poll: the job's new log lines, then its new status
         if status == "Completed":
             return description
         if status in TERMINAL_FAILURES:
@@ -132,9 +135,13 @@ def run_job(
     request: dict[str, Any],
     waiting: Waiting,
     log: Log = print,
-    on_poll: Callable[[], object] | None = None,
+    on_poll: OnPoll | None = None,
 ) -> dict[str, Any]:
-    """Start (or find) the job and wait for it to end; ``on_poll`` runs after every describe."""
+    """Start (or find) the job and wait for it to end.
+
+    Each poll logs one message: the new lines ``on_poll`` returns (the job's own log), then the job's
+    status when it changed.
+    """
     name = request[kind.name_field]
     _create_or_find(lambda: getattr(client, kind.create)(**request), kind.noun, name, log)
     describe = getattr(client, kind.describe)
@@ -148,7 +155,7 @@ def run_training_job(
     request: dict[str, Any],
     waiting: Waiting = Waiting(),
     log: Log = print,
-    on_poll: Callable[[], object] | None = None,
+    on_poll: OnPoll | None = None,
 ) -> dict[str, Any]:
     """The training job of ``request``, Completed; its timeout follows its MaxRuntimeInSeconds."""
     return run_job(client, TRAINING_JOB, request, waiting.for_request(request), log, on_poll)
@@ -159,7 +166,7 @@ def run_transform_job(
     request: dict[str, Any],
     waiting: Waiting = Waiting(),
     log: Log = print,
-    on_poll: Callable[[], object] | None = None,
+    on_poll: OnPoll | None = None,
 ) -> dict[str, Any]:
     """The transform job of ``request``, Completed."""
     return run_job(client, TRANSFORM_JOB, request, waiting, log, on_poll)

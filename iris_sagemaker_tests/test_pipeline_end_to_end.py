@@ -23,6 +23,22 @@ def _assets_and_checks():
     return defs, list(defs.assets)
 
 
+def test_the_lineage_is_the_tutorials() -> None:
+    graph = build_definitions().resolve_asset_graph()
+    upstream = {
+        key.to_user_string(): sorted(parent.to_user_string() for parent in graph.get(key).parent_keys)
+        for key in graph.get_all_asset_keys()
+    }
+    assert upstream == {
+        "raw_iris": [],
+        "train_csv": ["raw_iris"],
+        "test_csv": ["raw_iris"],
+        "knn_training_job": ["train_csv"],
+        "knn_model": ["knn_training_job"],
+        "test_predictions": ["knn_model", "test_csv"],
+    }
+
+
 def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
     defs, assets = _assets_and_checks()
     instance = DagsterInstance.ephemeral()

@@ -131,3 +131,33 @@ def test_stale_transform_output_is_an_error(tmp_path: Path) -> None:
         )
     fresh = _transform_description(datetime.now(UTC) - timedelta(hours=2))
     assert sagemaker_steps.read_transform_output(store, "b-1", "out/x.out", fresh) == b"{}"
+
+
+class _ScriptedClient:
+    """A training job that reports the given statuses, one per describe."""
+
+    def __init__(self, statuses: list[str]) -> None:
+        self.statuses = statuses
+
+    def create_training_job(self, **request: object) -> None:
+        pass
+
+    def describe_training_job(self, TrainingJobName: str) -> dict[str, str]:
+        return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": self.statuses.pop(0)}
+
+
+def test_each_poll_logs_the_jobs_new_lines_and_status_change_as_one_message(settings: Settings) -> None:
+    request = specs.training_job_request(settings, "train-iris-polls")
+    client = _ScriptedClient(["InProgress", "InProgress", "InProgress", "Completed"])
+    new_lines = [["[job] reading"], [], ["[job] index built"], ["[job] wrote model"]]
+    logs: list[str] = []
+    sagemaker_steps.run_training_job(
+        client, request, FAST, log=logs.append, on_poll=lambda: new_lines.pop(0)
+    )
+    assert logs == [
+        "created training job train-iris-polls",
+        "[job] reading\ntraining job train-iris-polls: InProgress",
+        # the second poll had no new line and no new status: nothing logged
+        "[job] index built",
+        "[job] wrote model\ntraining job train-iris-polls: Completed",
+    ]

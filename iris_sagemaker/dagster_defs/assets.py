@@ -143,7 +143,7 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
 def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[dict]:
     settings = sagemaker.settings
     request = specs.training_job_request(settings, job_names(context).training_job)
-    tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"], context.log.info)
+    tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"])
     description = sagemaker_steps.run_training_job(
         sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info, on_poll=tail.poll
     )
@@ -202,11 +202,10 @@ def test_predictions(
     sagemaker: SageMakerResource,
     knn_model: dict,
     test_csv: pd.DataFrame,
-    knn_training_job: dict,
 ) -> Iterator[Any]:
     settings = sagemaker.settings
     request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
-    tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"], context.log.info)
+    tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"])
     description = sagemaker_steps.run_transform_job(
         sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info, on_poll=tail.poll
     )
@@ -236,7 +235,6 @@ def test_predictions(
             "transform_job_arn": description["TransformJobArn"],
             "status": description["TransformJobStatus"],
             "model_name": knn_model["ModelName"],
-            "training_job_name": knn_training_job["TrainingJobName"],
         },
     )
     yield accuracy_result(context, scores.accuracy, len(table))

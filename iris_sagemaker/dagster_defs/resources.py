@@ -75,12 +75,12 @@ class SageMakerResource(ConfigurableResource):
             self._store = make_store(settings, s3_client=s3_client)
         return self._store
 
-    def job_log_tail(self, job_type: str, job_name: str, emit: Any) -> LogTail:
-        """The job's log lines, forwarded while waiting: CloudWatch on aws, the engine's own log locally."""
+    def job_log_tail(self, job_type: str, job_name: str) -> LogTail:
+        """The job's log lines, read while waiting: CloudWatch on aws, the engine's own log locally."""
         if self.settings.is_local:
-            return LocalJobLogTail(self.get_client(), job_type, job_name, emit)
+            return LocalJobLogTail(self.get_client(), job_type, job_name)
         logs = boto3_session(self.settings).client("logs")
-        return CloudWatchLogTail(logs, job_name, emit, log_group=LOG_GROUPS[job_type])
+        return CloudWatchLogTail(logs, job_name, log_group=LOG_GROUPS[job_type])
 
     def get_client(self) -> Any:
         """boto3's ``sagemaker`` client, or the embedded engine with the same methods and errors."""

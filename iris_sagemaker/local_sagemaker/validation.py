@@ -43,14 +43,19 @@ _patterns: dict[str, re.Pattern[str] | None] = {}
 
 
 def service_model() -> ServiceModel:
-    """botocore's SageMaker model, loaded on first use and cached for the process."""
+    """botocore's SageMaker model, loaded on first use and cached for the process.
+
+    Read with botocore's loader (the same search path as a session: botocore's data, then
+    ``~/.aws/models``), without importing ``botocore.session``, which costs about 0.1 s more.
+    """
     global _model
     if _model is None:
         with _lock:
             if _model is None:
-                import botocore.session
+                from botocore.loaders import Loader
 
-                _model = botocore.session.get_session().get_service_model("sagemaker")
+                data = Loader().load_service_model("sagemaker", "service-2")
+                _model = ServiceModel(data, service_name="sagemaker")
     return _model
 
 
