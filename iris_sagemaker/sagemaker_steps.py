@@ -57,6 +57,15 @@ class Waiting:
             interval = min(interval * 2, self.max_interval)
 
 
+LOCAL_WAITING = Waiting(first=0.01, max_interval=0.1)  # embedded jobs take milliseconds to seconds
+AWS_WAITING = Waiting(first=5.0, max_interval=30.0)  # SageMaker jobs take minutes; DescribeX is throttled
+
+
+def waiting_for(is_local: bool) -> Waiting:
+    """The polling policy of a backend, the same for the Dagster assets and the Airflow tasks."""
+    return LOCAL_WAITING if is_local else AWS_WAITING
+
+
 def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 

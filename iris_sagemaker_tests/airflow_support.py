@@ -97,11 +97,11 @@ def _render(dag: Any, task_id: str, run_id: str, xcoms: dict) -> dict:
 
 def rendered_requests(run_id: str, model_data_url: str) -> dict[str, dict]:
     """The aws-mode operators' configs, rendered as Airflow renders them for DAG run ``run_id``."""
-    from iris_sagemaker import airflow_tasks
+    from iris_sagemaker import airflow_config
     from iris_sagemaker.airflow_dag import build_dag
 
     dag = build_dag(backend="aws")
-    names = airflow_tasks.job_names(run_id)
+    names = airflow_config.job_names(run_id)
     xcoms = {
         "train_model": {"Training": {"ModelArtifacts": {"S3ModelArtifacts": model_data_url}}},
         "create_model": {"Model": {"ModelName": names.model}},

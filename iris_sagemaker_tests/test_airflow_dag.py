@@ -7,16 +7,24 @@ Runs in .venv (Airflow 2.11) and .venv-airflow3 (Airflow 3.x); skipped where Air
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
 from iris_sagemaker import specs
 from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings
-from iris_sagemaker_tests.airflow_support import dagbag, rendered_requests, require_airflow
+from iris_sagemaker_tests.airflow_support import (
+    DAGS_FOLDER,
+    airflow_env,
+    dagbag,
+    rendered_requests,
+    require_airflow,
+)
 
 require_airflow()
 
-from iris_sagemaker import airflow_tasks  # noqa: E402
+from iris_sagemaker import airflow_config  # noqa: E402
 from iris_sagemaker.airflow_dag import DAG_ID, TASK_IDS, build_dag  # noqa: E402
 
 BUCKET = "iris-airflow-test"
@@ -44,6 +52,43 @@ def test_dagbag_imports_the_dag_without_errors(monkeypatch: pytest.MonkeyPatch, 
     dag = bag.dags[DAG_ID]
     assert _chain(dag) == list(TASK_IDS)
     assert _chain(dag)[:4] == ["data_prep", "train_model", "create_model", "test_model"]
+
+
+HEAVY_MODULES = (
+    "pandas",
+    "faiss",
+    "iris_sagemaker.airflow_tasks",
+    "iris_sagemaker.local_sagemaker",
+    "airflow.providers.amazon.aws.operators.sagemaker",
+)
+
+
+def _modules_loaded_by_parsing_the_dag_file(tmp_path, backend: str) -> list[str]:
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    env = airflow_env(tmp_path / "home", IRIS_SAGEMAKER_BACKEND=backend)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(DAGS_FOLDER / "sagemaker_pipeline.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [m for m in done.stdout.strip().splitlines()[-1].split(",") if m] if done.stdout.strip() else []
+
+
+def test_the_scheduler_parses_the_local_dag_without_pandas_the_engine_or_the_provider(tmp_path) -> None:
+    """The scheduler re-parses DAG files every ``min_file_process_interval``; the tasks import the rest."""
+    assert _modules_loaded_by_parsing_the_dag_file(tmp_path, "local") == []
+
+
+def test_the_aws_dag_imports_the_provider_but_not_the_local_engine(tmp_path) -> None:
+    loaded = _modules_loaded_by_parsing_the_dag_file(tmp_path, "aws")
+    assert "airflow.providers.amazon.aws.operators.sagemaker" in loaded
+    assert "iris_sagemaker.local_sagemaker" not in loaded and "pandas" not in loaded
 
 
 def test_a_bad_backend_is_an_import_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,15 +151,15 @@ def test_variables_fall_back_to_the_environment_dagster_reads(monkeypatch: pytes
     monkeypatch.setenv("IRIS_SAGEMAKER_BUCKET", "env-bucket")
     monkeypatch.setenv("IRIS_SAGEMAKER_ROLE_ARN", ROLE)
     monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", "aws")
-    settings = airflow_tasks.resolve_settings(lambda key: None)
+    settings = airflow_config.resolve_settings(lambda key: None)
     assert (settings.bucket, settings.role_arn, settings.backend) == ("env-bucket", ROLE, "aws")
     variables = {"s3_bucket": BUCKET, "role": "arn:aws:iam::210987654321:role/other"}
-    settings = airflow_tasks.resolve_settings(variables.get)
+    settings = airflow_config.resolve_settings(variables.get)
     assert (settings.bucket, settings.role_arn) == (BUCKET, variables["role"])
 
 
 def test_local_defaults_need_no_variables() -> None:
-    settings = airflow_tasks.resolve_settings(lambda key: None)
+    settings = airflow_config.resolve_settings(lambda key: None)
     assert (settings.backend, settings.bucket, settings.role_arn) == (
         "local",
         DEFAULT_LOCAL_BUCKET,
@@ -132,17 +177,17 @@ def test_local_defaults_need_no_variables() -> None:
     ],
 )
 def test_job_names_per_run_are_valid_and_distinct(run_id: str) -> None:
-    names = airflow_tasks.job_names(run_id)
+    names = airflow_config.job_names(run_id)
     for name in (names.training_job, names.model, names.transform_job):
         assert NAME_RE.match(name), name
-    other = airflow_tasks.job_names(run_id.replace("0", "1") + "-rerun")
+    other = airflow_config.job_names(run_id.replace("0", "1") + "-rerun")
     assert other.training_job != names.training_job
 
 
 def test_create_model_reuses_its_model_on_a_rerun_and_never_collides(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto import mock_aws
 
-    from iris_sagemaker.airflow_dag import ReusingSageMakerModelOperator
+    from iris_sagemaker.airflow_aws import ReusingSageMakerModelOperator
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
     settings = Settings.from_env(backend="aws", bucket=BUCKET, role_arn=ROLE)

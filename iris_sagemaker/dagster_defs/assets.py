@@ -55,12 +55,6 @@ def job_names(context: AssetExecutionContext) -> specs.JobNames:
     return specs.job_names(run_key(context))
 
 
-def waiting_for(backend: SageMakerResource) -> sagemaker_steps.Waiting:
-    if backend.settings.is_local:
-        return sagemaker_steps.Waiting(first=0.01, max_interval=0.1)  # jobs take milliseconds to seconds
-    return sagemaker_steps.Waiting(first=5.0, max_interval=30.0)
-
-
 @asset(
     group_name=GROUP,
     kinds={"pandas", "s3"},
@@ -145,7 +139,11 @@ def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResourc
     request = specs.training_job_request(settings, job_names(context).training_job)
     tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"])
     description = sagemaker_steps.run_training_job(
-        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info, on_poll=tail.poll
+        sagemaker.get_client(),
+        request,
+        sagemaker_steps.waiting_for(settings.is_local),
+        log=context.log.info,
+        on_poll=tail.poll,
     )
     return Output(
         sagemaker_steps.json_safe(description),
@@ -207,7 +205,11 @@ def test_predictions(
     request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
     tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"])
     description = sagemaker_steps.run_transform_job(
-        sagemaker.get_client(), request, waiting_for(sagemaker), log=context.log.info, on_poll=tail.poll
+        sagemaker.get_client(),
+        request,
+        sagemaker_steps.waiting_for(settings.is_local),
+        log=context.log.info,
+        on_poll=tail.poll,
     )
     output_key = specs.transform_output_key(TEST_KEY)
     predicted = sagemaker_steps.read_transform_output(

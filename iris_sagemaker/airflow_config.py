@@ -1,0 +1,113 @@
+"""The Airflow mirror's configuration: settings, connection, job names, templates and operator configs.
+
+What the DAG file needs while it is parsed, and only that: no pandas, no engine, no Amazon provider, so
+the scheduler's parse of ``sagemaker_pipeline.py`` stays cheap. What the tasks do when they run lives
+in ``airflow_tasks``; the provider's operators (aws mode) in ``airflow_aws``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from iris_sagemaker import specs
+from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings, SettingsError
+
+# As in the tutorial: Airflow Variables `s3_bucket` and `role`, connection `aws-sagemaker`.
+BUCKET_VARIABLE = "s3_bucket"
+ROLE_VARIABLE = "role"
+DEFAULT_CONN_ID = "aws-sagemaker"
+CONN_ID_ENV = "IRIS_SAGEMAKER_AIRFLOW_CONN_ID"
+DEFERRABLE_ENV = "IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE"
+CHECK_INTERVAL_ENV = "IRIS_SAGEMAKER_AIRFLOW_CHECK_INTERVAL"
+DEFAULT_CHECK_INTERVAL = 30  # seconds, the provider's default
+# Jinja used by both modes; the macros are registered on the DAG (user_defined_macros).
+MACROS_SETTINGS = "iris_settings"
+MACROS_JOB_NAMES = "iris_job_names"
+BUCKET_TEMPLATE = "{{ iris_settings().bucket }}"
+ROLE_TEMPLATE = "{{ iris_settings().role_arn }}"
+TRAINING_JOB_TEMPLATE = "{{ iris_job_names(run_id).training_job }}"
+MODEL_TEMPLATE = "{{ iris_job_names(run_id).model }}"
+TRANSFORM_JOB_TEMPLATE = "{{ iris_job_names(run_id).transform_job }}"
+MODEL_DATA_URL_TEMPLATE = (
+    "{{ ti.xcom_pull(task_ids='train_model')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}"
+)
+MODEL_NAME_TEMPLATE = "{{ ti.xcom_pull(task_ids='create_model')['Model']['ModelName'] }}"
+TRANSFORM_NAME_TEMPLATE = "{{ ti.xcom_pull(task_ids='test_model')['Transform']['TransformJobName'] }}"
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def airflow_variable(key: str) -> str | None:
+    """An Airflow Variable (environment ``AIRFLOW_VAR_*``, secrets backends, metastore) or None."""
+    try:
+        from airflow.sdk import Variable  # Airflow 3
+    except ImportError:
+        from airflow.models import Variable  # Airflow 2
+    value = Variable.get(key, None)  # positional default: the keyword differs between the two lines
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def resolve_settings(get_variable: Callable[[str], str | None] = airflow_variable) -> Settings:
+    """Variables ``s3_bucket`` / ``role`` first, then the environment variables Dagster reads."""
+    return Settings.from_env(bucket=get_variable(BUCKET_VARIABLE), role_arn=get_variable(ROLE_VARIABLE))
+
+
+def parse_time_settings(backend: str | None = None) -> Settings:
+    """What the DAG's shape needs when the file is parsed: backend, region, image, instance type.
+
+    Bucket and role are not read here (Variables are read when a task runs, as in the tutorial), so a
+    missing ``IRIS_SAGEMAKER_BUCKET`` never breaks the DagBag; the placeholders are never sent.
+    """
+    return Settings.from_env(backend=backend, bucket=DEFAULT_LOCAL_BUCKET, role_arn=LOCAL_ROLE_ARN)
+
+
+def templated_settings(settings: Settings) -> Settings:
+    """``settings`` with bucket and role as Jinja, rendered per task from the Variables/environment."""
+    return replace(settings, bucket=BUCKET_TEMPLATE, role_arn=ROLE_TEMPLATE)
+
+
+def conn_id() -> str:
+    return os.environ.get(CONN_ID_ENV, "").strip() or DEFAULT_CONN_ID
+
+
+def deferrable_default() -> bool:
+    value = os.environ.get(DEFERRABLE_ENV, "").strip().lower() or "true"
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{DEFERRABLE_ENV}={value!r} is not a boolean; use true or false")
+    return value in ("true", "1", "yes")
+
+
+def check_interval() -> int:
+    """Seconds between the provider operators' status polls (aws mode)."""
+    text = os.environ.get(CHECK_INTERVAL_ENV, "").strip() or str(DEFAULT_CHECK_INTERVAL)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"{CHECK_INTERVAL_ENV}={text!r} is not a positive number of seconds")
+    return value
+
+
+def job_names(run_id: str) -> specs.JobNames:
+    """One DAG run's names: the run id is unique per DAG, and a new run (manual or scheduled) gets a new
+    one, so reruns never collide; a retried task within a run finds its own job (local) or starts a
+    timestamp-suffixed one (the provider's ``action_if_job_exists="timestamp"``)."""
+    return specs.job_names(run_id)
+
+
+# --- requests (aws mode: the provider operators' configs) ------------------------------------------
+
+
+def aws_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The three operator configs: the shared builders' bodies with Jinja where a value is per run."""
+    templated = templated_settings(settings)
+    return {
+        "training": specs.training_job_request(templated, TRAINING_JOB_TEMPLATE),
+        "model": specs.model_request(templated, MODEL_TEMPLATE, MODEL_DATA_URL_TEMPLATE),
+        "transform": specs.transform_job_request(templated, TRANSFORM_JOB_TEMPLATE, MODEL_NAME_TEMPLATE),
+    }
