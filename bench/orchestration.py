@@ -7,7 +7,8 @@ graph of the same shape on the same executor, and their ratio:
 - Dagster: `dagster asset materialize --select '*'` of the project (local backend) vs six no-op assets.
   Two more lines separate what the project's start-up ``gc.freeze()`` (iris_sagemaker.startup_heap)
   saves from the project's own overhead: the project with the freeze off, and the no-op assets with it on.
-- Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow.
+- Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow; and the parse
+  of each DAG file alone (what the scheduler pays on every re-parse).
 Then runs the full Dagster pipeline on a generated Iris-shaped CSV of --big-rows rows
 (IRIS_SAGEMAKER_DATA_URL=file://...) and reports its time and peak memory (RSS of the largest process).
 """
@@ -65,7 +66,7 @@ def _timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
 
 
 def _medians(runs: int, pairs: dict[str, Callable[[], float]]) -> dict[str, float]:
-    """Interleave the candidates run by run so machine noise hits both alike; one warm-up each."""
+    """Interleave the candidates run by run so machine noise hits all alike; one warm-up each."""
     for run in pairs.values():
         run()
     samples: dict[str, list[float]] = {name: [] for name in pairs}
@@ -75,9 +76,17 @@ def _medians(runs: int, pairs: dict[str, Callable[[], float]]) -> dict[str, floa
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def _report(title: str, medians: dict[str, float], project: str, floor: str) -> float:
-    ratio = medians[project] / medians[floor]
-    print(f"{title}: project {medians[project]:.2f} s, floor {medians[floor]:.2f} s, ratio {ratio:.2f}")
+def _report(title: str, medians: dict[str, float]) -> float:
+    """The ratio asked for (project / floor), then the freeze's share, so neither hides the other."""
+    ratio = medians["project"] / medians["floor"]
+    print(f"{title}: project {medians['project']:.2f} s, floor {medians['floor']:.2f} s, ratio {ratio:.2f}")
+    unfrozen, frozen = medians["unfrozen project"], medians["frozen floor"]
+    print(
+        f"  project with IRIS_SAGEMAKER_GC_FREEZE=0: {unfrozen:.2f} s, "
+        f"ratio {unfrozen / medians['floor']:.2f}\n"
+        f"  floor with the project's gc.freeze: {frozen:.2f} s; project / that floor "
+        f"{medians['project'] / frozen:.2f} (the project's own overhead, the freeze's gain aside)"
+    )
     return ratio
 
 
@@ -98,18 +107,11 @@ def bench_dagster(runs: int, work: Path) -> float:
         {
             "project": materialize("project", "iris_sagemaker"),
             "floor": materialize("floor", "noop_assets", PYTHONPATH=bench_path),
-            "frozen floor": materialize("frozen-floor", "noop_assets_frozen", PYTHONPATH=bench_path),
             "unfrozen project": materialize("unfrozen", "iris_sagemaker", IRIS_SAGEMAKER_GC_FREEZE="0"),
+            "frozen floor": materialize("frozen-floor", "noop_assets_frozen", PYTHONPATH=bench_path),
         },
     )
-    ratio = _report("dagster asset materialize (in-process executor)", medians, "project", "floor")
-    print(
-        f"  the project without its start-up gc.freeze (IRIS_SAGEMAKER_GC_FREEZE=0): "
-        f"{medians['unfrozen project']:.2f} s, ratio {medians['unfrozen project'] / medians['floor']:.2f}\n"
-        f"  the floor with the same gc.freeze: {medians['frozen floor']:.2f} s; project / that floor "
-        f"{medians['project'] / medians['frozen floor']:.2f} (the project's own overhead, freeze aside)"
-    )
-    return ratio
+    return _report("dagster asset materialize (in-process executor)", medians)
 
 
 def bench_airflow(runs: int, work: Path) -> float | None:
@@ -118,8 +120,8 @@ def bench_airflow(runs: int, work: Path) -> float | None:
         print("airflow: not installed in this venv or no DAG; skipped")
         return None
 
-    def run(name: str, dags: Path, dag_id: str) -> Callable[[], float]:
-        env = _env(work / name, AIRFLOW__CORE__DAGS_FOLDER=str(dags))
+    def run(name: str, dags: Path, dag_id: str, **extra: str) -> Callable[[], float]:
+        env = _env(work / name, AIRFLOW__CORE__DAGS_FOLDER=str(dags), **extra)
         _timed([str(airflow), "db", "migrate"], env)  # once, untimed, as a developer's home would be
 
         def once() -> float:
@@ -128,14 +130,53 @@ def bench_airflow(runs: int, work: Path) -> float | None:
 
         return once
 
+    dags, noop = REPO / "airflow_dags", REPO / "bench" / "noop_dag"
     medians = _medians(
         runs,
         {
-            "project": run("af-project", REPO / "airflow_dags", "sagemaker_pipeline"),
-            "floor": run("af-floor", REPO / "bench" / "noop_dag", "noop_pipeline"),
+            "project": run("af-project", dags, "sagemaker_pipeline"),
+            "floor": run("af-floor", noop, "noop_pipeline"),
+            "unfrozen project": run("af-unfrozen", dags, "sagemaker_pipeline", IRIS_SAGEMAKER_GC_FREEZE="0"),
+            "frozen floor": run(
+                "af-frozen-floor", REPO / "bench" / "noop_dag_frozen", "noop_pipeline_frozen"
+            ),
         },
     )
-    return _report("airflow dags test", medians, "project", "floor")
+    ratio = _report("airflow dags test", medians)
+
+    def parse(dag_file: Path) -> Callable[[], float]:
+        """One parse of the file in a fresh process with Airflow imported: what the scheduler pays."""
+        env = _env(work / "af-parse")
+        code = (
+            "import runpy, sys, time\n"
+            "try:\n    from airflow.sdk import DAG, task\n"
+            "except ImportError:\n"
+            "    from airflow.models import DAG\n    from airflow.decorators import task\n"
+            "t = time.perf_counter()\nrunpy.run_path(sys.argv[1])\nprint(time.perf_counter() - t)"
+        )
+
+        def once() -> float:
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(dag_file)], env=env, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"parsing {dag_file} failed:\n{done.stderr[-3000:]}")
+            return float(done.stdout.strip().splitlines()[-1])
+
+        return once
+
+    parses = _medians(
+        runs,
+        {
+            "project": parse(REPO / "airflow_dags" / "sagemaker_pipeline.py"),
+            "floor": parse(REPO / "bench" / "noop_dag" / "noop_pipeline.py"),
+        },
+    )
+    print(
+        f"  DAG file parse (the scheduler's cost per parse): project {parses['project'] * 1000:.0f} ms, "
+        f"floor {parses['floor'] * 1000:.0f} ms, ratio {parses['project'] / parses['floor']:.2f}"
+    )
+    return ratio
 
 
 def write_big_iris(path: Path, rows: int) -> None:

@@ -16,6 +16,9 @@ when a task runs, never while the file is parsed. ``IRIS_SAGEMAKER_BACKEND`` pic
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import sys
+from types import ModuleType
 from typing import Any
 
 from iris_sagemaker import airflow_config
@@ -24,6 +27,7 @@ from iris_sagemaker.airflow_config import (
     MODEL_NAME_TEMPLATE,
     TRANSFORM_NAME_TEMPLATE,
 )
+from iris_sagemaker.startup_heap import freeze_loaded_heap
 
 try:  # Airflow 3
     from airflow.sdk import DAG, task
@@ -34,6 +38,22 @@ except ImportError:  # Airflow 2
 DAG_ID = "sagemaker_pipeline"
 TASK_IDS = ("data_prep", "train_model", "create_model", "test_model", "score_predictions")
 START_DATE = dt.datetime(2021, 7, 31, tzinfo=dt.UTC)  # the tutorial's
+
+
+def _task_code() -> ModuleType:
+    """``iris_sagemaker.airflow_tasks`` (pandas, the engine), imported when a task runs, never at parse.
+
+    A task's process is short-lived (one task; or one ``airflow dags test``), and what it has loaded
+    when a task of ours first runs (Airflow, then pandas and this package) stays until it exits: the
+    first call freezes it out of the garbage collector's way, before and after the import
+    (``iris_sagemaker.startup_heap``; ``IRIS_SAGEMAKER_GC_FREEZE=0`` turns it off).
+    """
+    name = "iris_sagemaker.airflow_tasks"
+    if name not in sys.modules:
+        freeze_loaded_heap()
+        importlib.import_module(name)
+        freeze_loaded_heap()
+    return sys.modules[name]
 
 
 def build_dag(
@@ -74,8 +94,7 @@ def _data_prep(conn: str) -> Any:
     @task(task_id="data_prep", multiple_outputs=False)
     def data_prep() -> dict:
         """Read and split Iris; write train/test CSVs (and the held-out labels) to the bucket."""
-        from iris_sagemaker import airflow_tasks  # at run time: the file's parse stays free of pandas
-
+        airflow_tasks = _task_code()
         settings = airflow_config.resolve_settings()
         return airflow_tasks.data_prep(settings, airflow_tasks.object_store(settings, conn))
 
@@ -84,8 +103,7 @@ def _data_prep(conn: str) -> Any:
 
 def _clients(conn: str) -> tuple[Any, Any, Any]:
     """Settings, object store and SageMaker client, resolved when the task runs."""
-    from iris_sagemaker import airflow_tasks
-
+    airflow_tasks = _task_code()
     settings = airflow_config.resolve_settings()
     store = airflow_tasks.object_store(settings, conn)
     return settings, store, airflow_tasks.sagemaker_client(settings, conn, store)
@@ -95,8 +113,7 @@ def _local_train() -> Any:
     @task(task_id="train_model", multiple_outputs=False)
     def train_model(run_id: str | None = None) -> dict:
         """CreateTrainingJob on the embedded engine; wait for it."""
-        from iris_sagemaker import airflow_tasks
-
+        airflow_tasks = _task_code()
         settings, _, client = _clients(airflow_config.DEFAULT_CONN_ID)
         return airflow_tasks.train_model(settings, client, str(run_id))
 
@@ -107,8 +124,7 @@ def _local_create_model() -> Any:
     @task(task_id="create_model", multiple_outputs=False)
     def create_model(model_data_url: str, run_id: str | None = None) -> dict:
         """CreateModel from the training job's artifact (reused on a rerun)."""
-        from iris_sagemaker import airflow_tasks
-
+        airflow_tasks = _task_code()
         settings, _, client = _clients(airflow_config.DEFAULT_CONN_ID)
         return airflow_tasks.create_model(settings, client, str(run_id), model_data_url)
 
@@ -119,8 +135,7 @@ def _local_test_model() -> Any:
     @task(task_id="test_model", multiple_outputs=False)
     def test_model(model_name: str, run_id: str | None = None) -> dict:
         """CreateTransformJob over the test split; wait for it."""
-        from iris_sagemaker import airflow_tasks
-
+        airflow_tasks = _task_code()
         settings, _, client = _clients(airflow_config.DEFAULT_CONN_ID)
         return airflow_tasks.test_model(settings, client, str(run_id), model_name)
 
@@ -131,8 +146,7 @@ def _score(conn: str) -> Any:
     @task(task_id="score_predictions", multiple_outputs=False)
     def score_predictions(transform_job_name: str) -> dict:
         """Join the predictions with the held-out labels; fail below the accuracy threshold."""
-        from iris_sagemaker import airflow_tasks
-
+        airflow_tasks = _task_code()
         settings, store, client = _clients(conn)
         return airflow_tasks.score_predictions(settings, store, client, transform_job_name)
 
