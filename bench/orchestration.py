@@ -120,8 +120,10 @@ def bench_airflow(runs: int, work: Path) -> float | None:
         print("airflow: not installed in this venv or no DAG; skipped")
         return None
 
+    bench_path = str(REPO / "bench")  # the floors' DAG files import noop_dag_build from there
+
     def run(name: str, dags: Path, dag_id: str, **extra: str) -> Callable[[], float]:
-        env = _env(work / name, AIRFLOW__CORE__DAGS_FOLDER=str(dags), **extra)
+        env = _env(work / name, AIRFLOW__CORE__DAGS_FOLDER=str(dags), PYTHONPATH=bench_path, **extra)
         _timed([str(airflow), "db", "migrate"], env)  # once, untimed, as a developer's home would be
 
         def once() -> float:
@@ -146,7 +148,7 @@ def bench_airflow(runs: int, work: Path) -> float | None:
 
     def parse(dag_file: Path) -> Callable[[], float]:
         """One parse of the file in a fresh process with Airflow imported: what the scheduler pays."""
-        env = _env(work / "af-parse")
+        env = _env(work / "af-parse", PYTHONPATH=bench_path)
         code = (
             "import runpy, sys, time\n"
             "try:\n    from airflow.sdk import DAG, task\n"
