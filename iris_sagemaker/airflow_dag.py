@@ -27,7 +27,7 @@ from iris_sagemaker.airflow_config import (
     MODEL_NAME_TEMPLATE,
     TRANSFORM_NAME_TEMPLATE,
 )
-from iris_sagemaker.startup_heap import freeze_loaded_heap
+from iris_sagemaker.startup_heap import frozen_heap
 
 try:  # Airflow 3
     from airflow.sdk import DAG, task
@@ -50,9 +50,8 @@ def _task_code() -> ModuleType:
     """
     name = "iris_sagemaker.airflow_tasks"
     if name not in sys.modules:
-        freeze_loaded_heap()
-        importlib.import_module(name)
-        freeze_loaded_heap()
+        with frozen_heap():
+            importlib.import_module(name)
     return sys.modules[name]
 
 

@@ -1,8 +1,9 @@
 """Entry point for ``dagster dev`` (workspace.yaml) and ``dagster asset materialize -m iris_sagemaker``."""
 
-from iris_sagemaker.dagster_defs.definitions import build_definitions
-from iris_sagemaker.startup_heap import freeze_loaded_heap
+from iris_sagemaker.startup_heap import frozen_heap
 
-defs = build_definitions()
-# Last: everything loaded so far lives as long as the process (see startup_heap).
-freeze_loaded_heap()
+# Dagster, then pandas and this package: loaded for the life of the process (see startup_heap).
+with frozen_heap():
+    from iris_sagemaker.dagster_defs.definitions import build_definitions
+
+    defs = build_definitions()

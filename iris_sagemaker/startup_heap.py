@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 FREEZE_ENV = "IRIS_SAGEMAKER_GC_FREEZE"
 _ON = ("", "1", "true", "yes", "on")
@@ -47,3 +48,12 @@ def freeze_loaded_heap(env: Mapping[str, str] | None = None) -> bool:
         return False
     gc.freeze()
     return True
+
+
+@contextmanager
+def frozen_heap(env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Freeze what is loaded on entry (so the block's imports do not make the collector re-walk it),
+    and what the block loaded on exit."""
+    freeze_loaded_heap(env)
+    yield
+    freeze_loaded_heap(env)

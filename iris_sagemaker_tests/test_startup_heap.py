@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from iris_sagemaker.startup_heap import FREEZE_ENV, freeze_enabled, freeze_loaded_heap
+from iris_sagemaker.startup_heap import FREEZE_ENV, freeze_enabled, freeze_loaded_heap, frozen_heap
 
 
 @pytest.mark.parametrize("value", ["", "1", "true", "YES", " on "])
@@ -52,3 +52,21 @@ def test_a_bad_switch_stops_the_code_location_from_loading_with_the_reason() -> 
     failed = _frozen_after_loading_definitions("sometimes")
     assert failed.returncode != 0
     assert "IRIS_SAGEMAKER_GC_FREEZE='sometimes' is not a yes/no value" in failed.stderr
+
+
+def test_a_frozen_block_freezes_what_was_loaded_before_it_and_what_it_loaded() -> None:
+    counts = []
+    with frozen_heap({}):
+        counts.append(gc.get_freeze_count())
+        made_inside = [[] for _ in range(1000)]  # container objects the collector tracks
+    counts.append(gc.get_freeze_count())
+    assert counts[1] - counts[0] >= len(made_inside) - 100  # less whatever died meanwhile
+    assert counts[0] > 0
+    gc.unfreeze()  # give this test process its collector back
+
+
+def test_a_frozen_block_does_nothing_when_turned_off() -> None:
+    gc.unfreeze()
+    with frozen_heap({FREEZE_ENV: "0"}):
+        assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0
