@@ -100,20 +100,12 @@ def _data_prep(conn: str) -> Any:
     return data_prep()
 
 
-def _clients(conn: str) -> tuple[Any, Any, Any]:
-    """Settings, object store and SageMaker client, resolved when the task runs."""
-    airflow_tasks = _task_code()
-    settings = airflow_config.resolve_settings()
-    store = airflow_tasks.object_store(settings, conn)
-    return settings, store, airflow_tasks.sagemaker_client(settings, conn, store)
-
-
 def _local_train() -> Any:
     @task(task_id="train_model", multiple_outputs=False)
     def train_model(run_id: str | None = None) -> dict:
         """CreateTrainingJob on the embedded engine; wait for it."""
         airflow_tasks = _task_code()
-        settings, _, client = _clients(airflow_config.DEFAULT_CONN_ID)
+        settings, _, client = airflow_tasks.backends(airflow_config.DEFAULT_CONN_ID)
         return airflow_tasks.train_model(settings, client, str(run_id))
 
     return train_model()
@@ -124,7 +116,7 @@ def _local_create_model() -> Any:
     def create_model(model_data_url: str, run_id: str | None = None) -> dict:
         """CreateModel from the training job's artifact (reused on a rerun)."""
         airflow_tasks = _task_code()
-        settings, _, client = _clients(airflow_config.DEFAULT_CONN_ID)
+        settings, _, client = airflow_tasks.backends(airflow_config.DEFAULT_CONN_ID)
         return airflow_tasks.create_model(settings, client, str(run_id), model_data_url)
 
     return create_model(MODEL_DATA_URL_TEMPLATE)
@@ -135,7 +127,7 @@ def _local_test_model() -> Any:
     def test_model(model_name: str, run_id: str | None = None) -> dict:
         """CreateTransformJob over the test split; wait for it."""
         airflow_tasks = _task_code()
-        settings, _, client = _clients(airflow_config.DEFAULT_CONN_ID)
+        settings, _, client = airflow_tasks.backends(airflow_config.DEFAULT_CONN_ID)
         return airflow_tasks.test_model(settings, client, str(run_id), model_name)
 
     return test_model(MODEL_NAME_TEMPLATE)
@@ -146,7 +138,7 @@ def _score(conn: str) -> Any:
     def score_predictions(transform_job_name: str) -> dict:
         """Join the predictions with the held-out labels; fail below the accuracy threshold."""
         airflow_tasks = _task_code()
-        settings, store, client = _clients(conn)
+        settings, store, client = airflow_tasks.backends(conn)
         return airflow_tasks.score_predictions(settings, store, client, transform_job_name)
 
     return score_predictions(TRANSFORM_NAME_TEMPLATE)

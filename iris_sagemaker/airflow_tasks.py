@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from iris_sagemaker import dataset, evaluation, sagemaker_steps, specs
-from iris_sagemaker.airflow_config import job_names
+from iris_sagemaker.airflow_config import job_names, resolve_settings
 from iris_sagemaker.backends import make_sagemaker_client, make_store
 from iris_sagemaker.settings import (
     RAW_KEY,
@@ -36,7 +35,7 @@ logger = logging.getLogger(__name__)
 # The same bar as the Dagster asset check `accuracy_at_least_threshold`.
 ACCURACY_THRESHOLD = evaluation.ACCURACY_THRESHOLD
 
-Log = Callable[[str], None]
+Log = sagemaker_steps.Log
 
 
 # --- backends seen from Airflow -------------------------------------------------------------------
@@ -49,6 +48,13 @@ def object_store(settings: Settings, aws_conn_id: str) -> ObjectStore:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3ObjectStore(S3Hook(aws_conn_id=aws_conn_id, region_name=settings.region).get_conn())
+
+
+def backends(aws_conn_id: str) -> tuple[Settings, ObjectStore, Any]:
+    """Settings, object store and SageMaker client, resolved when the task runs."""
+    settings = resolve_settings()
+    store = object_store(settings, aws_conn_id)
+    return settings, store, sagemaker_client(settings, aws_conn_id, store)
 
 
 def sagemaker_client(settings: Settings, aws_conn_id: str, store: ObjectStore) -> Any:

@@ -78,7 +78,7 @@ def source_signature(loader: Loader) -> dict[str, Any] | None:
         found = [path for path in found if path.is_file()]
         if found:  # botocore reads the first search path that has the model, and its extras beside it
             files = [found[0], *sorted(folder.glob(f"{TYPE_NAME}.*extras.json"))]
-            stats = [[str(path), path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+            stats = [[str(path), stat.st_size, stat.st_mtime_ns] for path in files for stat in [path.stat()]]
             return {"botocore": botocore.__version__, "api_version": version, "files": stats}
     return None
 
