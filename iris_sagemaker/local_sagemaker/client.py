@@ -21,11 +21,22 @@ from botocore.utils import parse_timestamp
 
 from iris_sagemaker.storage import LocalObjectStore, ObjectStore, ObjectStoreError, parse_s3_uri
 
+from .endpoints import CREATING, IN_SERVICE, LOADING, UPDATING, EndpointDeployer, ServedModels
 from .errors import RESOURCE_IN_USE, client_error, not_found, validation_error
 from .images import is_knn_image, unsupported_image_message
 from .jobs import JobRunner, JobType
 from .logs import log_path, read_lines
-from .records import MODELS, TRAINING_JOBS, TRANSFORM_JOBS, Record, RecordStore, now, to_json_time
+from .records import (
+    ENDPOINT_CONFIGS,
+    ENDPOINTS,
+    MODELS,
+    TRAINING_JOBS,
+    TRANSFORM_JOBS,
+    Record,
+    RecordStore,
+    now,
+    to_json_time,
+)
 from .training import model_artifact_uri, run_training
 from .transform import DEFAULT_MAX_PAYLOAD_MB, run_transform
 from .validation import operation_model, validate_request
@@ -48,7 +59,15 @@ _TIME_KEYS = frozenset(
         "StartTime",
         "EndTime",
         "Timestamp",
+        "ResolutionTime",
     }
+)
+# Fields of CreateEndpointConfig the embedded engine cannot honour (they fail clearly).
+_UNSUPPORTED_CONFIG_FIELDS = (
+    "DataCaptureConfig",
+    "AsyncInferenceConfig",
+    "ExplainerConfig",
+    "ShadowProductionVariants",
 )
 _DEFAULT_MAX_RESULTS = 10
 
@@ -78,6 +97,8 @@ class LocalSageMakerClient:
         self.meta = ClientMeta(region_name=region, endpoint_url=self.root.as_uri())
         self._records = RecordStore(self.root)
         self._runner = JobRunner(self._records)
+        self.served = ServedModels(self.store)
+        self._deployer = EndpointDeployer(self._records, self.served)
 
     def __repr__(self) -> str:
         return f"LocalSageMakerClient(root={str(self.root)!r}, region={self.region!r})"
@@ -123,7 +144,7 @@ class LocalSageMakerClient:
                 f"with this name already exists ({arn})",
                 op,
             )
-        return _response({"TrainingJobArn": arn})
+        return api_response({"TrainingJobArn": arn})
 
     def _check_training_request(self, request: dict[str, Any], op: str) -> None:
         spec = request.get("AlgorithmSpecification")
@@ -146,13 +167,15 @@ class LocalSageMakerClient:
         if record is None:
             raise not_found(op)
         record = self._runner.supervise(TRAINING, record)
-        return _response(self._describe(op, record, {"TrainingJobName": record["name"]}, _training_defaults))
+        return api_response(
+            self._describe(op, record, {"TrainingJobName": record["name"]}, _training_defaults)
+        )
 
     def stop_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
         op = "StopTrainingJob"
         validate_request(op, {"TrainingJobName": TrainingJobName})
         self._runner.request_stop(TRAINING, TrainingJobName, op)
-        return _response({})
+        return api_response({})
 
     def list_training_jobs(self, **request: Any) -> dict[str, Any]:
         op = "ListTrainingJobs"
@@ -162,7 +185,7 @@ class LocalSageMakerClient:
             for record in self._records.list(TRAINING_JOBS)
         ]
         page, token = _page(summaries, request, "TrainingJobName", "TrainingJobStatus", op)
-        return _response({"TrainingJobSummaries": page, **token})
+        return api_response({"TrainingJobSummaries": page, **token})
 
     # ---- models -------------------------------------------------------------------------------
 
@@ -176,7 +199,7 @@ class LocalSageMakerClient:
         record = {"name": name, "arn": arn, "request": copy.deepcopy(request), "state": state}
         if not self._records.create(MODELS, name, record):
             raise validation_error(f'Cannot create already existing model "{arn}".', op)
-        return _response({"ModelArn": arn})
+        return api_response({"ModelArn": arn})
 
     def _check_model_request(self, request: dict[str, Any], op: str) -> None:
         if request.get("Containers"):
@@ -203,14 +226,14 @@ class LocalSageMakerClient:
         op = "DescribeModel"
         validate_request(op, {"ModelName": ModelName})
         record = self._model_record(ModelName, op)
-        return _response(self._describe(op, record, {"ModelName": record["name"]}, _model_defaults))
+        return api_response(self._describe(op, record, {"ModelName": record["name"]}, _model_defaults))
 
     def delete_model(self, *, ModelName: str) -> dict[str, Any]:
         op = "DeleteModel"
         validate_request(op, {"ModelName": ModelName})
         if not self._records.delete(MODELS, ModelName):
             raise validation_error(f'Could not find model "{self._arn("model", ModelName)}".', op)
-        return _response({})
+        return api_response({})
 
     def list_models(self, **request: Any) -> dict[str, Any]:
         op = "ListModels"
@@ -224,7 +247,7 @@ class LocalSageMakerClient:
             for record in self._records.list(MODELS)
         ]
         page, token = _page(summaries, request, "ModelName", None, op)
-        return _response({"Models": _times(page), **token})
+        return api_response({"Models": _times(page), **token})
 
     def _model_record(self, name: str, op: str) -> Record:
         record = self._records.read(MODELS, name)
@@ -256,7 +279,7 @@ class LocalSageMakerClient:
                 f"name already exists ({arn})",
                 op,
             )
-        return _response({"TransformJobArn": arn})
+        return api_response({"TransformJobArn": arn})
 
     def describe_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
         op = "DescribeTransformJob"
@@ -265,7 +288,7 @@ class LocalSageMakerClient:
         if record is None:
             raise not_found(op)
         record = self._runner.supervise(TRANSFORM, record)
-        return _response(
+        return api_response(
             self._describe(op, record, {"TransformJobName": record["name"]}, _transform_defaults)
         )
 
@@ -273,7 +296,7 @@ class LocalSageMakerClient:
         op = "StopTransformJob"
         validate_request(op, {"TransformJobName": TransformJobName})
         self._runner.request_stop(TRANSFORM, TransformJobName, op)
-        return _response({})
+        return api_response({})
 
     def list_transform_jobs(self, **request: Any) -> dict[str, Any]:
         op = "ListTransformJobs"
@@ -285,7 +308,207 @@ class LocalSageMakerClient:
             for record in self._records.list(TRANSFORM_JOBS)
         ]
         page, token = _page(summaries, request, "TransformJobName", "TransformJobStatus", op)
-        return _response({"TransformJobSummaries": page, **token})
+        return api_response({"TransformJobSummaries": page, **token})
+
+    # ---- endpoint configs ---------------------------------------------------------------------
+
+    def create_endpoint_config(self, **request: Any) -> dict[str, Any]:
+        op = "CreateEndpointConfig"
+        validate_request(op, request)
+        for field in _UNSUPPORTED_CONFIG_FIELDS:
+            if request.get(field):
+                raise validation_error(f"{field} is not supported by the embedded SageMaker engine.", op)
+        variants = request["ProductionVariants"]
+        if len(variants) != 1:
+            raise validation_error(
+                f"The embedded SageMaker engine serves one production variant per endpoint config; "
+                f"got {len(variants)}.",
+                op,
+            )
+        for variant in variants:
+            if not variant.get("ModelName"):
+                raise validation_error("ProductionVariants.1.ModelName is required.", op)
+            self._model_record(variant["ModelName"], op)
+        name = request["EndpointConfigName"]
+        arn = self._arn("endpoint-config", name)
+        record = {
+            "name": name,
+            "arn": arn,
+            "request": copy.deepcopy(request),
+            "state": {"CreationTime": to_json_time(now())},
+        }
+        if not self._records.create(ENDPOINT_CONFIGS, name, record):
+            raise validation_error(f'Cannot create already existing endpoint configuration "{arn}".', op)
+        return api_response({"EndpointConfigArn": arn})
+
+    def describe_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
+        op = "DescribeEndpointConfig"
+        validate_request(op, {"EndpointConfigName": EndpointConfigName})
+        record = self._config_record(EndpointConfigName, op)
+        identity = {"EndpointConfigName": record["name"]}
+        return api_response(self._describe(op, record, identity, _endpoint_config_defaults))
+
+    def delete_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
+        op = "DeleteEndpointConfig"
+        validate_request(op, {"EndpointConfigName": EndpointConfigName})
+        if not self._records.delete(ENDPOINT_CONFIGS, EndpointConfigName):
+            raise self._config_not_found(EndpointConfigName, op)
+        return api_response({})
+
+    def list_endpoint_configs(self, **request: Any) -> dict[str, Any]:
+        op = "ListEndpointConfigs"
+        validate_request(op, request)
+        summaries = [
+            {
+                "EndpointConfigName": record["name"],
+                "EndpointConfigArn": record["arn"],
+                "CreationTime": record["state"]["CreationTime"],
+            }
+            for record in self._records.list(ENDPOINT_CONFIGS)
+        ]
+        page, token = _page(summaries, request, "EndpointConfigName", None, op)
+        return api_response({"EndpointConfigs": page, **token})
+
+    def _config_record(self, name: str, op: str) -> Record:
+        record = self._records.read(ENDPOINT_CONFIGS, name)
+        if record is None:
+            raise self._config_not_found(name, op)
+        return record
+
+    def _config_not_found(self, name: str, op: str) -> Exception:
+        arn = self._arn("endpoint-config", name)
+        return validation_error(f'Could not find endpoint configuration "{arn}".', op)
+
+    # ---- endpoints ----------------------------------------------------------------------------
+
+    def create_endpoint(self, **request: Any) -> dict[str, Any]:
+        op = "CreateEndpoint"
+        validate_request(op, request)
+        if request.get("DeploymentConfig"):
+            raise validation_error("DeploymentConfig is not supported by the embedded SageMaker engine.", op)
+        config = self._config_record(request["EndpointConfigName"], op)
+        name = request["EndpointName"]
+        arn = self._arn("endpoint", name)
+        created = to_json_time(now())
+        record = {
+            "name": name,
+            "arn": arn,
+            "request": copy.deepcopy(request),
+            "loading": config["name"],
+            "deployed": None,
+            "state": {
+                "EndpointStatus": CREATING,
+                "EndpointConfigName": config["name"],
+                "CreationTime": created,
+                "LastModifiedTime": created,
+            },
+        }
+
+        def create(owner: dict[str, Any]) -> bool:
+            record["owner"] = owner
+            return self._records.create(ENDPOINTS, name, record)
+
+        if not self._deployer.start(name, config["name"], create):
+            raise validation_error(f'Cannot create already existing endpoint "{arn}".', op)
+        return api_response({"EndpointArn": arn})
+
+    def describe_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
+        op = "DescribeEndpoint"
+        validate_request(op, {"EndpointName": EndpointName})
+        record = self._endpoint_record(EndpointName, op)
+        out = {
+            "EndpointName": record["name"],
+            "EndpointArn": record["arn"],
+            **copy.deepcopy(record["state"]),
+        }
+        return api_response(_times(out))
+
+    def update_endpoint(self, **request: Any) -> dict[str, Any]:
+        op = "UpdateEndpoint"
+        validate_request(op, request)
+        for field in ("DeploymentConfig", "ExcludeRetainedVariantProperties"):
+            if request.get(field):
+                raise validation_error(f"{field} is not supported by the embedded SageMaker engine.", op)
+        name = request["EndpointName"]
+        current = self._endpoint_record(name, op)
+        config = self._config_record(request["EndpointConfigName"], op)
+        problem: list[str] = []
+
+        def update(owner: dict[str, Any]) -> bool:
+            def mutate(record: Record) -> bool:
+                status = record["state"]["EndpointStatus"]
+                if status != IN_SERVICE:
+                    problem.append(status)
+                    return False
+                record["owner"] = owner
+                record["loading"] = config["name"]
+                record["state"]["EndpointStatus"] = UPDATING
+                record["state"]["LastModifiedTime"] = to_json_time(now())
+                return True
+
+            updated = self._records.update(ENDPOINTS, name, mutate)
+            if updated is None:
+                problem.append("deleted")
+            return not problem
+
+        if not self._deployer.start(name, config["name"], update):
+            status = problem[0] if problem else current["state"]["EndpointStatus"]
+            if status == "deleted":
+                raise self._endpoint_not_found(name, op)
+            raise validation_error(
+                f'Cannot update endpoint "{current["arn"]}" while it is {status}: only an InService '
+                "endpoint can be updated.",
+                op,
+            )
+        return api_response({"EndpointArn": current["arn"]})
+
+    def delete_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
+        op = "DeleteEndpoint"
+        validate_request(op, {"EndpointName": EndpointName})
+        if not self._records.delete(ENDPOINTS, EndpointName):
+            raise self._endpoint_not_found(EndpointName, op)
+        self.served.drop(EndpointName)
+        self._deployer.log(EndpointName).write("endpoint deleted")
+        return api_response({})
+
+    def list_endpoints(self, **request: Any) -> dict[str, Any]:
+        op = "ListEndpoints"
+        validate_request(op, request)
+        summaries = [
+            {
+                "EndpointName": record["name"],
+                "EndpointArn": record["arn"],
+                "CreationTime": record["state"]["CreationTime"],
+                "LastModifiedTime": record["state"]["LastModifiedTime"],
+                "EndpointStatus": record["state"]["EndpointStatus"],
+            }
+            for record in map(self._deployer.supervise, self._records.list(ENDPOINTS))
+        ]
+        page, token = _page(summaries, request, "EndpointName", "EndpointStatus", op)
+        return api_response({"Endpoints": page, **token})
+
+    def endpoint_record(self, name: str) -> Record | None:
+        """The endpoint's record (supervised), or None: what the runtime reads on every invocation."""
+        try:
+            record = self._records.read(ENDPOINTS, name)
+        except ValueError:  # not a valid endpoint name
+            return None
+        if record is not None and record["state"]["EndpointStatus"] in LOADING:
+            record = self._deployer.supervise(record)
+        return record
+
+    def log_endpoint_event(self, name: str, message: str) -> None:
+        """Append a line to the endpoint's log (``/aws/sagemaker/Endpoints/<name>``)."""
+        self._deployer.log(name).write(message)
+
+    def _endpoint_record(self, name: str, op: str) -> Record:
+        record = self.endpoint_record(name)
+        if record is None:
+            raise self._endpoint_not_found(name, op)
+        return record
+
+    def _endpoint_not_found(self, name: str, op: str) -> Exception:
+        return validation_error(f'Could not find endpoint "{self._arn("endpoint", name)}".', op)
 
     # ---- progress logs (not a SageMaker API: the embedded engine's CloudWatch) -----------------
 
@@ -329,7 +552,8 @@ class LocalSageMakerClient:
 # ---- module helpers ----------------------------------------------------------------------------
 
 
-def _response(body: dict[str, Any]) -> dict[str, Any]:
+def api_response(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the ResponseMetadata boto3 adds to every response."""
     request_id = str(uuid.uuid4())
     body["ResponseMetadata"] = {
         "RequestId": request_id,
@@ -362,6 +586,11 @@ def _training_defaults(out: dict[str, Any]) -> None:
 def _model_defaults(out: dict[str, Any]) -> None:
     out["PrimaryContainer"].setdefault("Mode", "SingleModel")
     out.setdefault("EnableNetworkIsolation", False)
+
+
+def _endpoint_config_defaults(out: dict[str, Any]) -> None:
+    for variant in out.get("ProductionVariants", []):
+        variant.setdefault("InitialVariantWeight", 1.0)
 
 
 def _transform_defaults(out: dict[str, Any]) -> None:

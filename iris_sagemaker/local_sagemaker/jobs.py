@@ -42,6 +42,7 @@ _log = logging.getLogger(__name__)
 _registry_lock = threading.Lock()
 _threads: dict[str, threading.Thread] = {}
 _stop_events: dict[str, threading.Event] = {}
+_shutdown: list[str] = []  # the reason, once this process has begun to shut its workers down
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class JobContext:
         self._records.update(self._jtype.folder, self._name, mutate)
 
     def _check_stop(self) -> None:
-        if self._stop_event.is_set():
+        if self._stop_event.is_set() or _shutdown:
             raise JobStopped()
         if self._max_runtime_s is not None and time.monotonic() - self._started > self._max_runtime_s:
             raise JobStopped("MaxRuntimeExceeded")
@@ -262,7 +263,10 @@ class JobRunner:
             fields = program(ctx)
             self._finish(jtype, name, "Completed", None, fields, ctx=ctx)
         except JobStopped as stop:
-            self._finish(jtype, name, "Stopped", None, {}, stop.secondary_status, ctx=ctx)
+            if _shutdown and not _stop_was_requested(self.records, jtype, name):
+                self._finish(jtype, name, "Failed", _shutdown[0], {}, ctx=ctx)
+            else:
+                self._finish(jtype, name, "Stopped", None, {}, stop.secondary_status, ctx=ctx)
         except JobFailure as failure:
             self._finish(jtype, name, "Failed", str(failure), {}, ctx=ctx)
         except Exception as err:  # an engine bug must still end the job
@@ -353,6 +357,56 @@ def _append_log(records: RecordStore, jtype: JobType, name: str, message: str) -
         JobLog(log_path(records, jtype.folder, name)).write(message)
     except OSError:  # a read-only view of the records: the status matters, the log line does not
         _log.warning("cannot append to the log of %s %s", jtype.noun, name)
+
+
+def _stop_was_requested(records: RecordStore, jtype: JobType, name: str) -> bool:
+    record = records.read(jtype.folder, name)
+    return bool(record and record.get("stop_requested"))
+
+
+def registered_thread(name: str, target: Callable[[], None]) -> tuple[dict[str, Any], threading.Thread]:
+    """A daemon thread for a worker that is not a job (an endpoint's model loader), and its owner stamp.
+
+    Write the owner into the resource's record, then start the thread: until it ends, ``owner_alive``
+    holds for that owner in this process; once it has ended (or the process died), it no longer does.
+    """
+    owner = owner_stamp()
+    token = owner["token"]
+
+    def main() -> None:
+        try:
+            target()
+        finally:
+            _forget(token)
+
+    thread = threading.Thread(target=main, name=name, daemon=True)
+    with _registry_lock:
+        _threads[token] = thread
+    return owner, thread
+
+
+def discard_thread(owner: dict[str, Any]) -> None:
+    """Forget a :func:`registered_thread` that will never be started."""
+    _forget(owner["token"])
+
+
+def shut_down_workers(reason: str, timeout: float) -> int:
+    """End this process's workers: each running job ends ``Failed`` with ``reason`` (a job whose stop
+    was requested still ends ``Stopped``). Waits up to ``timeout`` seconds in all; returns how many
+    workers were still running then (their records read Failed, "worker died", once this process is
+    gone). Jobs created after this call fail at their first checkpoint."""
+    with _registry_lock:
+        if not _shutdown:
+            _shutdown.append(reason)
+        events = list(_stop_events.values())
+        threads = list(_threads.values())
+    for event in events:
+        event.set()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        if thread.ident is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(1 for thread in threads if thread.is_alive())
 
 
 def _forget(token: str) -> None:

@@ -1,31 +1,42 @@
-"""Per-job progress logs: human-readable lines a job's worker appends as it goes ("reading s3://...",
-"scored batch 3: 5000 rows", "wrote s3://.../test.csv.out"), the embedded engine's CloudWatch.
+"""Per-job and per-endpoint progress logs: human-readable lines a worker appends as it goes ("reading
+s3://...", "scored batch 3: 5000 rows", "wrote s3://.../test.csv.out"), the embedded engine's CloudWatch.
 
-One file per job, ``ROOT/sagemaker/logs/<training-jobs|transform-jobs>/<name>.log`` (names lower-cased,
-as job names are unique regardless of case). Each line is written with a single ``write`` to a file
-opened for appending, so a reader in another thread or process sees whole lines, and a reader polling
-with a byte offset (:func:`read_lines`) gets every line exactly once.
+One file per resource, ``ROOT/sagemaker/logs/<training-jobs|transform-jobs|endpoints>/<name>.log``
+(names lower-cased, as SageMaker names are unique regardless of case). Each line is
+``<epoch milliseconds>\\t<message>``, written with a single ``write`` to a file opened for appending, so a
+reader in another thread or process sees whole lines, and a reader polling with a byte offset
+(:func:`read_lines`, :func:`read_events`) gets every line exactly once. A line without the time prefix
+(written by hand, or by an older version) is read whole, stamped with the file's modification time.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .records import RecordStore
 
-_MAX_READ = 1 << 20  # at most this many bytes per read_lines call
+_MAX_READ = 1 << 20  # at most this many bytes per read call
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    timestamp_ms: int
+    message: str
 
 
 class JobLog:
-    """Appends lines to one job's log file (opened lazily, created with its folder)."""
+    """Appends lines to one log file (opened lazily, created with its folder)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
 
     def write(self, message: str) -> None:
-        text = " ".join(message.splitlines()) + "\n"
+        text = f"{time.time_ns() // 1_000_000}\t" + " ".join(message.splitlines()) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
@@ -33,18 +44,19 @@ class JobLog:
 
 
 def log_path(records: RecordStore, folder: str, name: str) -> Path:
-    """Where the log of job ``name`` (of record kind ``folder``) lives; ValueError for a bad name."""
+    """Where the log of resource ``name`` (of record kind ``folder``) lives; ValueError for a bad name."""
     record_path = records.path(folder, name)  # validates the name
     return records.base / "logs" / folder / f"{record_path.stem}.log"
 
 
-def read_lines(path: Path, offset: int) -> tuple[list[str], int]:
-    """Complete lines from byte ``offset`` on, and the offset after the last one returned."""
+def read_events(path: Path, offset: int) -> tuple[list[LogEvent], int]:
+    """Complete lines from byte ``offset`` on, as events, and the offset after the last one returned."""
     offset = max(0, offset)
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
             data = fh.read(_MAX_READ)
+            fallback_ms = os.fstat(fh.fileno()).st_mtime_ns // 1_000_000
     except FileNotFoundError:
         return [], offset
     end = data.rfind(b"\n")
@@ -54,4 +66,17 @@ def read_lines(path: Path, offset: int) -> tuple[list[str], int]:
         end = len(data) - 1  # an overlong line: hand it over in pieces rather than never
     complete = data[: end + 1]
     lines = complete.decode("utf-8", errors="replace").splitlines()
-    return lines, offset + len(complete)
+    return [_event(line, fallback_ms) for line in lines], offset + len(complete)
+
+
+def read_lines(path: Path, offset: int) -> tuple[list[str], int]:
+    """The messages of :func:`read_events`."""
+    events, offset = read_events(path, offset)
+    return [event.message for event in events], offset
+
+
+def _event(line: str, fallback_ms: int) -> LogEvent:
+    stamp, tab, message = line.partition("\t")
+    if tab and stamp.isdigit():
+        return LogEvent(int(stamp), message)
+    return LogEvent(fallback_ms, line)

@@ -26,6 +26,8 @@ except ImportError:  # pragma: no cover - Windows: single-writer only
 TRAINING_JOBS = "training-jobs"
 MODELS = "models"
 TRANSFORM_JOBS = "transform-jobs"
+ENDPOINT_CONFIGS = "endpoint-configs"
+ENDPOINTS = "endpoints"
 
 Record = dict[str, Any]
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")

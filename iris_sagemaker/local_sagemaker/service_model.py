@@ -1,7 +1,7 @@
 """botocore's SageMaker service model, cut down to the operations the engine serves, cached on disk.
 
 botocore ships the whole SageMaker API: 2.2 MB of JSON and some 3,300 shapes, which take about 65 ms
-to parse at every engine start. The engine serves the dozen operations in ``OPERATIONS``; the shapes
+to parse at every engine start. The engine serves the operations in ``OPERATIONS``; the shapes
 they reach are a few percent of that. The first load parses botocore's file as usual and writes those
 operations and shapes to ``<cache dir>/sagemaker-service-model.json``; later loads read that instead.
 
@@ -41,6 +41,15 @@ OPERATIONS = (
     "DescribeTransformJob",
     "StopTransformJob",
     "ListTransformJobs",
+    "CreateEndpointConfig",
+    "DescribeEndpointConfig",
+    "DeleteEndpointConfig",
+    "ListEndpointConfigs",
+    "CreateEndpoint",
+    "DescribeEndpoint",
+    "UpdateEndpoint",
+    "DeleteEndpoint",
+    "ListEndpoints",
 )
 _FORMAT = 1
 _log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ _UNICODE_CLASSES = {
     "Z": r"\s",
     "S": r"!-/:-@\[-`{-~\u00a1-\u00bf",
     "P": r"!-/:-@\[-`{-~\u00a1-\u00bf",
+    "ASCII": r"\x00-\x7f",
 }
 
 _lock = threading.Lock()
@@ -188,14 +189,29 @@ def _compiled(pattern: str | None) -> re.Pattern[str] | None:
 
 def _compile_java_pattern(pattern: str) -> re.Pattern[str] | None:
     translated = pattern.replace(r"\uD800\uDC00-\uDBFF\uDFFF", r"\U00010000-\U0010FFFF")
-    translated = re.sub(r"\\p\{(\w+)\}", _unicode_class, translated)
+    translated = re.sub(r"\\p\{(\w+)\}", lambda m: _unicode_class(m, translated), translated)
     try:
         return re.compile(translated, re.DOTALL)
     except re.error:
         return None
 
 
-def _unicode_class(match: re.Match[str]) -> str:
-    # Approximations used only inside character classes; they err on the permissive side (letters,
-    # for instance, become word characters), so a valid request is never rejected.
-    return _UNICODE_CLASSES.get(match.group(1), r"\w")
+def _unicode_class(match: re.Match[str], pattern: str) -> str:
+    # Approximations that err on the permissive side (letters, for instance, become word characters),
+    # so a valid request is never rejected. Outside a character class the ranges get brackets of their own.
+    ranges = _UNICODE_CLASSES.get(match.group(1), r"\w")
+    return ranges if _inside_class(pattern, match.start()) else f"[{ranges}]"
+
+
+def _inside_class(pattern: str, position: int) -> bool:
+    depth, escaped = 0, False
+    for char in pattern[:position]:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+    return depth > 0

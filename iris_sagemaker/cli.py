@@ -1,0 +1,83 @@
+"""The ``iris-sagemaker`` command.
+
+``iris-sagemaker serve [--host 127.0.0.1] [--port N] [--root DIR] [--region R]`` serves the embedded
+engine over SageMaker's own HTTP API (see :mod:`iris_sagemaker.serve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS
+from iris_sagemaker.settings import DEFAULT_LOCAL_ROOT, DEFAULT_REGION
+
+DEFAULT_PORT = 8734
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free port)")
+    return port
+
+
+def _region(text: str) -> str:
+    if text not in KNN_REGISTRY_ACCOUNTS:
+        known = ", ".join(sorted(KNN_REGISTRY_ACCOUNTS))
+        raise argparse.ArgumentTypeError(f"{text!r} is not a region with a k-NN image; use one of {known}")
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ
+    root = Path(env.get("IRIS_SAGEMAKER_LOCAL_ROOT") or DEFAULT_LOCAL_ROOT).expanduser()
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    top = argparse.ArgumentParser(prog="iris-sagemaker", description="The iris-sagemaker tools.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve SageMaker, SageMaker Runtime, CloudWatch Logs and S3 on one local port",
+        description="Serve the embedded k-NN engine over SageMaker's HTTP API, with CloudWatch Logs "
+        "for its jobs and endpoints and S3 (moto's, on the local bucket folder), on one port. Point "
+        "any boto3-based tool at it with AWS_ENDPOINT_URL. No authentication: loopback by default.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--root",
+        type=Path,
+        default=root,
+        help="LOCAL_ROOT: records and objects (default IRIS_SAGEMAKER_LOCAL_ROOT, else "
+        f"{DEFAULT_LOCAL_ROOT})",
+    )
+    serve.add_argument(
+        "--region", type=_region, default=region, help=f"the region the engine answers for (default {region})"
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        from iris_sagemaker.serve.server import ServeError, serve
+
+        try:
+            serve(args.root, args.host, args.port, args.region, args.access_log)
+        except ServeError as err:
+            print(f"iris-sagemaker serve: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Running the server: bind, take the root's lock, serve with uvicorn, shut down cleanly.
+
+One server per root: ``ROOT/sagemaker/serve.lock`` is held (``flock``) for the server's lifetime and
+names its pid and URL, so a second server on the same root refuses to start and says which one runs.
+The lock goes with the process, however it ends (kill -9 included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+LOCK_FILE = "serve.lock"
+
+
+class ServeError(Exception):
+    """Why the server cannot start (printed as is, exit status 1)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_for(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one), or ServeError saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise ServeError(f"cannot serve on --host {host!r}: {err.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is already in use: stop what listens there, or pick another "
+                "--port (--port 0 picks a free one)"
+            ) from None
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+@contextlib.contextmanager
+def root_lock(root: Path) -> Iterator[IO[str]]:
+    """Hold the root's server lock, or raise ServeError naming the server that holds it."""
+    import fcntl
+
+    folder = root / "sagemaker"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held while serving
+    except OSError as err:
+        raise ServeError(f"cannot use --root {root}: {err.strerror} ({err.filename})") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _holder(handle.read())
+            raise ServeError(
+                f"another iris-sagemaker serve{holder} already serves --root {root}; stop it first, "
+                "or give this one another --root"
+            ) from None
+        yield handle
+    finally:
+        handle.close()
+
+
+def announce(handle: IO[str], url: str) -> None:
+    """Write who holds the lock (the pid and URL a second server will name)."""
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "url": url}))
+    handle.flush()
+
+
+def _holder(text: str) -> str:
+    try:
+        info: dict[str, Any] = json.loads(text)
+        return f" (pid {int(info['pid'])}, {info['url']})"
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def serve(root: Path, host: str, port: int, region: str, access_log: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM; raises ServeError when it cannot start."""
+    import uvicorn
+
+    from .app import ServerApp
+
+    root = root.expanduser().resolve()
+    with root_lock(root) as lock:
+        sock = bind(host, port)
+        actual = sock.getsockname()[1]
+        url = url_for(host, actual)
+        app = ServerApp(root, region)
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                if self.started:
+                    announce(lock, url)
+                    _print_ready(url, root, region, host)
+
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            access_log=access_log,
+            log_level="info" if access_log else "warning",
+            timeout_graceful_shutdown=5,
+        )
+        try:
+            Server(config).run(sockets=[sock])
+        finally:
+            sock.close()
+        print("iris-sagemaker serve: stopped", flush=True)
+
+
+def _print_ready(url: str, root: Path, region: str, host: str) -> None:
+    if not is_loopback(host):
+        print(
+            f"WARNING: serving on {host}, beyond this machine, with NO authentication: anyone who can "
+            "reach the port can read and write the local bucket and run jobs. Prefer --host 127.0.0.1.",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"iris-sagemaker serve: SageMaker, SageMaker Runtime, CloudWatch Logs and S3 on {url}\n"
+        f"  root {root} (objects in {root / 's3'}), region {region}; any credentials are accepted\n"
+        f"export AWS_ENDPOINT_URL={url}",
+        flush=True,
+    )
