@@ -152,8 +152,8 @@ class LocalObjectStore:
             return []
         # Walk only the folder the prefix points into; S3 prefixes need not end at a "/".
         folder = base / prefix.rpartition("/")[0] if "/" in prefix else base
-        if not folder.is_dir():
-            return []
+        if not folder.resolve().is_relative_to(base.resolve()) or not folder.is_dir():
+            return []  # a prefix that climbs out of the bucket ("../") matches nothing in it
         keys = []
         for path in folder.rglob("*"):
             if not path.is_file() or any(p.startswith(_TMP_PREFIX) for p in path.relative_to(base).parts):

@@ -73,7 +73,7 @@ def test_transform_log_and_incremental_reads(lab):
     assert "wrote s3://bucket/out/test.csv.out (30 rows in 1 batches)" in lines
     assert lines[-1] == "job Completed"
     # Reading from a middle offset returns the rest, line by line, once.
-    first, middle = lab.client.read_job_log("TransformJob", "t-log", 0)
+    _, middle = lab.client.read_job_log("TransformJob", "t-log", 0)
     log_file = lab.client.root / "sagemaker" / "logs" / "transform-jobs" / "t-log.log"
     head_bytes = len(log_file.read_bytes().split(b"\n")[0]) + 1
     rest, end = lab.client.read_job_log("TransformJob", "t-log", head_bytes)

@@ -125,6 +125,10 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
                     announce(lock, url)
                     _print_ready(url, root, region, host)
 
+            async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().shutdown(sockets=sockets)
+                print("iris-sagemaker serve: stopped", flush=True)
+
         config = uvicorn.Config(
             app,
             lifespan="on",
@@ -136,7 +140,6 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
             Server(config).run(sockets=[sock])
         finally:
             sock.close()
-        print("iris-sagemaker serve: stopped", flush=True)
 
 
 def _print_ready(url: str, root: Path, region: str, host: str) -> None:

@@ -1,0 +1,103 @@
+"""Start ``iris-sagemaker serve`` as a child process and stop it again (tests, benches, make targets)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_READY = re.compile(r"^export AWS_ENDPOINT_URL=(\S+)$")
+
+
+@dataclass
+class ServerProcess:
+    """A running server: its URL, its process and everything it printed so far."""
+
+    url: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def client_env(self) -> dict[str, str]:
+        """Environment variables that point boto3 at this server (with throwaway credentials)."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-2",
+        }
+
+    def text(self) -> str:
+        return "\n".join(self.output)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``sig`` and wait for the exit (SIGKILL after ``timeout``); returns the exit status."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+def start_server(
+    root: Path, env: Mapping[str, str] | None = None, *, timeout: float = 60.0, port: int = 0
+) -> ServerProcess:
+    """Start a server for ``root`` on a loopback ``port`` (0: a free one); return once it is ready."""
+    command = [sys.executable, "-m", "iris_sagemaker.cli", "serve", "--port", str(port), "--root", str(root)]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:  # keep reading, so the server never blocks on a full pipe
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            match = _READY.match(lines[-1])
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.05):
+        if time.monotonic() > deadline:
+            break
+    if not found:
+        server = ServerProcess("", process, lines)
+        server.stop(signal.SIGKILL)
+        raise RuntimeError("iris-sagemaker serve did not start:\n" + "\n".join(lines))
+    return ServerProcess(found[0], process, lines)
+
+
+@contextlib.contextmanager
+def running_server(root: Path, env: Mapping[str, str] | None = None) -> Iterator[ServerProcess]:
+    """A server for the block; stopped (and waited for) however the block ends."""
+    server = start_server(root, env)
+    try:
+        yield server
+    finally:
+        server.stop()
