@@ -1,0 +1,108 @@
+"""``iris-sagemaker serve`` across restarts, signals and kill -9: records and objects survive, jobs cut short
+end Failed with a reason, nothing is left half-written. Every server a test starts is stopped by it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from iris_sagemaker.local_sagemaker.jobs import TEST_DELAY_ENV
+from iris_sagemaker.local_sagemaker.testing import iris_like, model_request, to_csv, training_request
+from iris_sagemaker.serve.process import start_server
+
+from .serve_support import BUCKET, REGION, client, variant
+
+FAST = {"Delay": 0.2, "MaxAttempts": 150}
+
+
+def _seed(server) -> tuple[object, object]:
+    s3, sm = client(server, "s3"), client(server, "sagemaker")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    labels, features = iris_like()
+    s3.put_object(Bucket=BUCKET, Key="in/train.csv", Body=to_csv(labels, features))
+    return s3, sm
+
+
+def _record(root: Path, name: str) -> dict:
+    return json.loads((root / "sagemaker" / "training-jobs" / f"{name}.json").read_text())
+
+
+def test_a_restart_keeps_records_objects_and_endpoints(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = start_server(root)
+    try:
+        s3, sm = _seed(first)
+        sm.create_training_job(
+            **training_request("kept", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out")
+        )
+        sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="kept", WaiterConfig=FAST)
+        url = sm.describe_training_job(TrainingJobName="kept")["ModelArtifacts"]["S3ModelArtifacts"]
+        sm.create_model(**model_request("kept-model", url))
+        sm.create_endpoint_config(EndpointConfigName="kept-config", ProductionVariants=variant("kept-model"))
+        sm.create_endpoint(EndpointName="kept-endpoint", EndpointConfigName="kept-config")
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="kept-endpoint", WaiterConfig=FAST)
+    finally:
+        assert first.stop() in (0, -signal.SIGTERM)
+    assert "iris-sagemaker serve: stopped" in first.output
+
+    second = start_server(root)
+    try:
+        s3, sm = client(second, "s3"), client(second, "sagemaker")
+        assert sm.describe_training_job(TrainingJobName="kept")["TrainingJobStatus"] == "Completed"
+        assert sm.describe_model(ModelName="kept-model")["PrimaryContainer"]["ModelDataUrl"] == url
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [BUCKET]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+        assert keys == ["in/train.csv", "out/kept/output/model.tar.gz"]
+        assert sm.describe_endpoint(EndpointName="kept-endpoint")["EndpointStatus"] == "InService"
+        answer = client(second, "sagemaker-runtime").invoke_endpoint(
+            EndpointName="kept-endpoint", Body=b"5.0,3.4,1.5,0.2", ContentType="text/csv"
+        )
+        assert json.loads(answer["Body"].read()) == {"predictions": [{"predicted_label": 2.0}]}
+    finally:
+        second.stop()
+
+
+def test_kill_9_during_a_job_reads_failed_with_a_reason_after_restart(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    slow = start_server(root, {TEST_DELAY_ENV: "30"})
+    try:
+        _, sm = _seed(slow)
+        sm.create_training_job(
+            **training_request("killed", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out")
+        )
+        assert sm.describe_training_job(TrainingJobName="killed")["TrainingJobStatus"] == "InProgress"
+    finally:
+        slow.stop(signal.SIGKILL)
+    again = start_server(root)
+    try:
+        described = client(again, "sagemaker").describe_training_job(TrainingJobName="killed")
+        assert described["TrainingJobStatus"] == "Failed"
+        assert "died before the job finished" in described["FailureReason"]
+        assert f"pid {slow.process.pid}" in described["FailureReason"]
+    finally:
+        again.stop()
+    assert not list((root / "s3" / BUCKET / "out").glob("**/model.tar.gz"))  # nothing half-written
+    assert not list(root.glob("**/.tmp-*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_server_and_fails_running_jobs_with_a_reason(tmp_path: Path, sig: int) -> None:
+    root = tmp_path / "root"
+    server = start_server(root, {TEST_DELAY_ENV: "30"})
+    try:
+        _, sm = _seed(server)
+        sm.create_training_job(**training_request("cut", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out"))
+        time.sleep(0.3)
+    finally:
+        server.stop(sig)
+    assert "iris-sagemaker serve: stopped" in server.output, server.text()
+    state = _record(root, "cut")["state"]
+    assert state["TrainingJobStatus"] == "Failed"
+    assert state["FailureReason"].startswith("InternalServerError: iris-sagemaker serve shut down")
+    assert not list(root.glob("**/.tmp-*"))
+    # The lock went with the server: a new one starts on the same root.
+    start_server(root).stop()
