@@ -484,3 +484,31 @@ def test_list_operations_filter_and_page(clients, tutorial) -> None:
     assert after == []
     assert sm.list_models(NameContains="Iris-KNN")["Models"][0]["ModelName"] == tutorial["names"].model
     assert sm.list_transform_jobs(StatusEquals="Completed")["TransformJobSummaries"]
+
+
+def test_in_process_and_http_answer_alike(root: Path, clients, tutorial) -> None:
+    from iris_sagemaker.local_sagemaker import LocalSageMakerClient
+
+    name = tutorial["names"].training_job
+    local = LocalSageMakerClient(root, region=REGION).describe_training_job(TrainingJobName=name)
+    remote = clients["sagemaker"].describe_training_job(TrainingJobName=name)
+    local.pop("ResponseMetadata"), remote.pop("ResponseMetadata")
+    assert remote.keys() == local.keys()
+    for key, value in local.items():
+        if hasattr(value, "timestamp"):
+            assert abs(remote[key].timestamp() - value.timestamp()) < 1e-5, key
+        elif key != "SecondaryStatusTransitions":
+            assert remote[key] == value, key
+
+
+def test_models_delete_and_iam_answers(clients, tutorial, server: ServerProcess) -> None:
+    sm = clients["sagemaker"]
+    url = tutorial["training"]["ModelArtifacts"]["S3ModelArtifacts"]
+    sm.create_model(**model_request("to-delete", url))
+    sm.delete_model(ModelName="to-delete")
+    with pytest.raises(ClientError, match="Could not find model"):
+        sm.describe_model(ModelName="to-delete")
+    iam = client(server, "iam")
+    role = iam.create_role(RoleName="local-sagemaker", AssumeRolePolicyDocument="{}")["Role"]
+    assert role["Arn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/local-sagemaker"
+    assert iam.get_role(RoleName="local-sagemaker")["Role"]["RoleName"] == "local-sagemaker"

@@ -9,9 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from iris_sagemaker.local_sagemaker.jobs import TEST_DELAY_ENV
-from iris_sagemaker.local_sagemaker.testing import iris_like, model_request, to_csv, training_request
+from iris_sagemaker.local_sagemaker.testing import (
+    iris_like,
+    model_request,
+    to_csv,
+    training_request,
+    transform_request,
+)
 from iris_sagemaker.serve.process import start_server
 
 from .serve_support import BUCKET, REGION, client, variant
@@ -106,3 +113,46 @@ def test_a_signal_stops_the_server_and_fails_running_jobs_with_a_reason(tmp_path
     assert not list(root.glob("**/.tmp-*"))
     # The lock went with the server: a new one starts on the same root.
     start_server(root).stop()
+
+
+def test_stop_requests_over_http_end_jobs_stopped_and_the_waiters_return(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    server = start_server(root, {TEST_DELAY_ENV: "30"})
+    try:
+        s3, sm = _seed(server)
+        sm.create_training_job(
+            **training_request("to-stop", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out")
+        )
+        sm.stop_training_job(TrainingJobName="to-stop")
+        sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="to-stop", WaiterConfig=FAST)
+        assert sm.describe_training_job(TrainingJobName="to-stop")["TrainingJobStatus"] == "Stopped"
+        with pytest.raises(ClientError, match="is in status Stopped"):
+            sm.stop_training_job(TrainingJobName="to-stop")
+        # A model whose artifact is in place (written straight into the folder, as make run would).
+        from iris_sagemaker.local_sagemaker import knn
+        from iris_sagemaker.local_sagemaker.knn import parse_hyperparameters
+
+        labels, features = iris_like()
+        params = parse_hyperparameters(
+            {"feature_dim": "4", "k": "3", "predictor_type": "classifier", "sample_size": "150"}
+        )
+        artifact = root / "s3" / BUCKET / "model" / "model.tar.gz"
+        artifact.parent.mkdir(parents=True)
+        artifact.write_bytes(knn.dump_model(knn.train(params, labels, features)))
+        sm.create_model(**model_request("stop-model", f"s3://{BUCKET}/model/model.tar.gz"))
+        s3.put_object(Bucket=BUCKET, Key="in/test.csv", Body=to_csv(features))
+        sm.create_transform_job(
+            **transform_request(
+                "stop-transform", "stop-model", f"s3://{BUCKET}/in/test.csv", f"s3://{BUCKET}/scored"
+            )
+        )
+        sm.stop_transform_job(TransformJobName="stop-transform")
+        sm.get_waiter("transform_job_completed_or_stopped").wait(
+            TransformJobName="stop-transform", WaiterConfig=FAST
+        )
+        assert sm.describe_transform_job(TransformJobName="stop-transform")["TransformJobStatus"] == "Stopped"
+        scored = root / "s3" / BUCKET / "scored"
+        assert not [path for path in scored.rglob("*") if path.is_file()]  # a stopped job writes nothing
+        assert s3.list_objects_v2(Bucket=BUCKET, Prefix="scored/")["KeyCount"] == 0
+    finally:
+        server.stop()
