@@ -34,6 +34,18 @@ def _seed(server) -> tuple[object, object]:
     return s3, sm
 
 
+def _slow_training(root: Path, name: str):
+    """A server whose jobs pause 30 s at every checkpoint, and a training job started on it."""
+    server = start_server(root, {TEST_DELAY_ENV: "30"})
+    try:
+        s3, sm = _seed(server)
+        sm.create_training_job(**training_request(name, f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out"))
+    except BaseException:
+        server.stop(signal.SIGKILL)
+        raise
+    return server, s3, sm
+
+
 def _record(root: Path, name: str) -> dict:
     return json.loads((root / "sagemaker" / "training-jobs" / f"{name}.json").read_text())
 
@@ -75,12 +87,8 @@ def test_a_restart_keeps_records_objects_and_endpoints(tmp_path: Path) -> None:
 
 def test_kill_9_during_a_job_reads_failed_with_a_reason_after_restart(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    slow = start_server(root, {TEST_DELAY_ENV: "30"})
+    slow, _, sm = _slow_training(root, "killed")
     try:
-        _, sm = _seed(slow)
-        sm.create_training_job(
-            **training_request("killed", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out")
-        )
         assert sm.describe_training_job(TrainingJobName="killed")["TrainingJobStatus"] == "InProgress"
     finally:
         slow.stop(signal.SIGKILL)
@@ -99,10 +107,8 @@ def test_kill_9_during_a_job_reads_failed_with_a_reason_after_restart(tmp_path: 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_server_and_fails_running_jobs_with_a_reason(tmp_path: Path, sig: int) -> None:
     root = tmp_path / "root"
-    server = start_server(root, {TEST_DELAY_ENV: "30"})
+    server, _, _ = _slow_training(root, "cut")
     try:
-        _, sm = _seed(server)
-        sm.create_training_job(**training_request("cut", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out"))
         time.sleep(0.3)
     finally:
         server.stop(sig)
@@ -117,12 +123,8 @@ def test_a_signal_stops_the_server_and_fails_running_jobs_with_a_reason(tmp_path
 
 def test_stop_requests_over_http_end_jobs_stopped_and_the_waiters_return(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    server = start_server(root, {TEST_DELAY_ENV: "30"})
+    server, s3, sm = _slow_training(root, "to-stop")
     try:
-        s3, sm = _seed(server)
-        sm.create_training_job(
-            **training_request("to-stop", f"s3://{BUCKET}/in/train.csv", f"s3://{BUCKET}/out")
-        )
         sm.stop_training_job(TrainingJobName="to-stop")
         sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="to-stop", WaiterConfig=FAST)
         assert sm.describe_training_job(TrainingJobName="to-stop")["TrainingJobStatus"] == "Stopped"
