@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: install run test lint dev clean browser airflow-run airflow-test airflow3-test
+.PHONY: install run test lint dev serve clean browser airflow-run airflow-test airflow3-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ airflow-test: install airflow3-test
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+# SageMaker's HTTP API (plus S3 and CloudWatch Logs) over the embedded engine: see README, "SageMaker over HTTP".
+serve: install
+	$(BIN)/iris-sagemaker serve $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(AF3_VENV) .pytest_cache .ruff_cache
