@@ -43,3 +43,21 @@ def make_sagemaker_client(settings: Settings, store: ObjectStore | None = None) 
     from iris_sagemaker.local_sagemaker import LocalSageMakerClient
 
     return LocalSageMakerClient(settings.local_root, region=settings.region, store=store)
+
+
+def make_runtime_client(settings: Settings, sagemaker_client: Any) -> Any:
+    """``sagemaker-runtime`` (InvokeEndpoint) for the same backend as ``sagemaker_client``."""
+    if settings.backend == "aws":
+        return boto3_session(settings).client("sagemaker-runtime")
+    from iris_sagemaker.local_sagemaker import LocalSageMakerRuntimeClient
+
+    return LocalSageMakerRuntimeClient(sagemaker=sagemaker_client)
+
+
+def make_logs_client(settings: Settings) -> Any:
+    """CloudWatch Logs: AWS's, or the embedded engine's view of its own logs (the same API)."""
+    if settings.backend == "aws":
+        return boto3_session(settings).client("logs")
+    from iris_sagemaker.local_sagemaker import LocalLogsClient
+
+    return LocalLogsClient(settings.local_root, region=settings.region)

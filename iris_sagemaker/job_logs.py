@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 LOG_GROUPS = {"TrainingJob": "/aws/sagemaker/TrainingJobs", "TransformJob": "/aws/sagemaker/TransformJobs"}
 LOG_GROUP = LOG_GROUPS["TrainingJob"]
+ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 
 
 class LogTail(Protocol):
@@ -40,10 +41,14 @@ class CloudWatchLogTail:
     an error: there is simply nothing to forward yet.
     """
 
-    def __init__(self, logs_client: Any, job_name: str, log_group: str = LOG_GROUP) -> None:
+    def __init__(
+        self, logs_client: Any, job_name: str, log_group: str = LOG_GROUP, stream_prefix: str | None = None
+    ) -> None:
         self.logs = logs_client
         self.job_name = job_name
         self.log_group = log_group
+        # A job's streams are "<job>/..."; an endpoint's group holds only its own ("<variant>/<instance>").
+        self.stream_prefix = f"{job_name}/" if stream_prefix is None else stream_prefix
         self._tokens: dict[str, str | None] = {}
 
     def poll(self) -> list[str]:
@@ -51,15 +56,21 @@ class CloudWatchLogTail:
 
         lines: list[str] = []
         try:
-            streams = self.logs.describe_log_streams(
-                logGroupName=self.log_group, logStreamNamePrefix=f"{self.job_name}/"
-            ).get("logStreams", [])
+            request = {"logGroupName": self.log_group}
+            if self.stream_prefix:
+                request["logStreamNamePrefix"] = self.stream_prefix
+            streams = self.logs.describe_log_streams(**request).get("logStreams", [])
             for stream in streams:
                 lines += self._drain(stream["logStreamName"])
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
         return lines
+
+    def skip_to_end(self) -> CloudWatchLogTail:
+        """Start from what is logged after now (an endpoint's stream keeps every earlier deployment's)."""
+        self.poll()
+        return self
 
     def _drain(self, stream: str) -> list[str]:
         lines: list[str] = []

@@ -10,10 +10,11 @@ import sys
 
 import pandas as pd
 
-from iris_sagemaker.backends import make_store
+from iris_sagemaker.backends import make_sagemaker_client, make_store
+from iris_sagemaker.endpoint_steps import describe_endpoint
 from iris_sagemaker.evaluation import parse_predictions
 from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, Settings
-from iris_sagemaker.storage import ObjectNotFound
+from iris_sagemaker.storage import ObjectNotFound, ObjectStore
 
 
 def main() -> int:
@@ -35,7 +36,21 @@ def main() -> int:
         print(f"  local file: {where}")
     print(f"scored table: {settings.uri(SCORED_KEY)}")
     print(f"accuracy: {scored['correct'].mean():.4f} ({int(scored['correct'].sum())}/{len(scored)} correct)")
+    print(endpoint_line(settings, store))
     return 0
+
+
+def endpoint_line(settings: Settings, store: ObjectStore) -> str:
+    """What serves the model online: the endpoint's name and state, or why there is none."""
+    if not settings.deploy_endpoint:
+        return "endpoint: not deployed (IRIS_SAGEMAKER_DEPLOY_ENDPOINT is not true)"
+    described = describe_endpoint(make_sagemaker_client(settings, store=store), settings.endpoint_name)
+    if described is None:
+        return f"endpoint: {settings.endpoint_name} does not exist yet (materialize knn_endpoint)"
+    return (
+        f"endpoint: {settings.endpoint_name} ({described['EndpointStatus']}, endpoint config "
+        f"{described['EndpointConfigName']})"
+    )
 
 
 if __name__ == "__main__":

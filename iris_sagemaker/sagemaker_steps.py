@@ -70,7 +70,7 @@ def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
-def _wait(
+def wait_for_status(
     describe: Callable[[], dict[str, Any]],
     status_field: str,
     kind: str,
@@ -78,7 +78,10 @@ def _wait(
     waiting: Waiting,
     log: Log,
     on_poll: OnPoll | None = None,
+    done: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
+    """Poll ``describe`` until the status is ``Completed`` (a failure status raises), or, with ``done``,
+    until ``done(status)``; SageMakerJobError once ``waiting.timeout`` has passed."""
     timeout = waiting.timeout if waiting.timeout is not None else DEFAULT_TIMEOUT_SECONDS
     deadline = time.monotonic() + timeout
     last_status = None
@@ -91,9 +94,12 @@ def _wait(
             last_status = status
         if lines:
             log("\n".join(lines))  # one message per poll: the job's new log lines, then its new status
-        if status == "Completed":
+        if done is not None:
+            if done(status):
+                return description
+        elif status == "Completed":
             return description
-        if status in TERMINAL_FAILURES:
+        elif status in TERMINAL_FAILURES:
             reason = description.get("FailureReason") or "no reason given"
             raise SageMakerJobError(f"{kind} {name} ended {status}: {reason}")
         if time.monotonic() + interval > deadline:
@@ -154,7 +160,7 @@ def run_job(
     name = request[kind.name_field]
     _create_or_find(lambda: getattr(client, kind.create)(**request), kind.noun, name, log)
     describe = getattr(client, kind.describe)
-    return _wait(
+    return wait_for_status(
         lambda: describe(**{kind.name_field: name}), kind.status_field, kind.noun, name, waiting, log, on_poll
     )
 

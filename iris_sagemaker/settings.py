@@ -21,6 +21,10 @@ DEFAULT_LOCAL_BUCKET = "iris-sagemaker-local"
 LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/iris-sagemaker-local"
 DEFAULT_LOCAL_ROOT = "~/.iris-sagemaker"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_ENDPOINT_NAME = "iris-knn"
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -55,6 +59,8 @@ class Settings:
     split_seed: int = 42
     instance_type: str = DEFAULT_INSTANCE_TYPE
     knn_image: str | None = None  # default: the built-in k-NN image of ``region``
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
+    deploy_endpoint: bool = True  # default: deploy on the local backend (free), not on aws (billed hourly)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -74,6 +80,12 @@ class Settings:
                 f"IRIS_SAGEMAKER_SPLIT_SEED={seed_text!r} is not an integer; set it to e.g. 42"
             ) from None
         is_local = backend == "local"
+        deploy_text = (get("IRIS_SAGEMAKER_DEPLOY_ENDPOINT") or ("true" if is_local else "false")).lower()
+        if deploy_text not in _TRUE + _FALSE:
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_DEPLOY_ENDPOINT={deploy_text!r} is not true or false; set it to true to "
+                "deploy the model to a real-time endpoint (on aws it bills by the hour)"
+            )
         values: dict[str, object] = {
             "backend": backend,
             "bucket": get("IRIS_SAGEMAKER_BUCKET") or (DEFAULT_LOCAL_BUCKET if is_local else ""),
@@ -87,6 +99,8 @@ class Settings:
             "split_seed": seed,
             "instance_type": get("IRIS_SAGEMAKER_INSTANCE_TYPE") or DEFAULT_INSTANCE_TYPE,
             "knn_image": get("IRIS_SAGEMAKER_KNN_IMAGE"),
+            "endpoint_name": get("IRIS_SAGEMAKER_ENDPOINT_NAME") or DEFAULT_ENDPOINT_NAME,
+            "deploy_endpoint": deploy_text in _TRUE,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["local_root"] = Path(str(values["local_root"])).expanduser()
@@ -123,6 +137,11 @@ class Settings:
             raise SettingsError(
                 f"IRIS_SAGEMAKER_INSTANCE_TYPE={self.instance_type!r} is not a SageMaker instance type "
                 "(e.g. ml.m5.large)"
+            )
+        if not SAGEMAKER_NAME_RE.match(self.endpoint_name):
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_ENDPOINT_NAME={self.endpoint_name!r} is not a SageMaker endpoint name "
+                "(1-63 letters, digits and hyphens, starting and ending with a letter or digit)"
             )
         self.image_uri()  # an unknown region without IRIS_SAGEMAKER_KNN_IMAGE fails here, before any job
         return self

@@ -1,4 +1,5 @@
-"""Request bodies for SageMaker's CreateTrainingJob, CreateModel and CreateTransformJob (pure).
+"""Request bodies for SageMaker's CreateTrainingJob, CreateModel, CreateTransformJob and
+CreateEndpointConfig (pure).
 
 The one source of truth for what both orchestrators send: the Dagster assets and the Airflow DAG call
 these builders, and the local engine receives the same bodies SageMaker would.
@@ -42,6 +43,11 @@ def sagemaker_name(prefix: str, run_key: str) -> str:
         raise ValueError(f"run key {run_key!r} has no letters or digits to name a SageMaker job with")
     room = _NAME_MAX - len(prefix) - 1
     return f"{prefix}-{key[-room:].lstrip('-')}"
+
+
+def endpoint_config_name(run_key: str) -> str:
+    """The endpoint config of one run (the endpoint's own name is stable: ``Settings.endpoint_name``)."""
+    return sagemaker_name("iris-knn-config", run_key)
 
 
 def job_names(run_key: str) -> JobNames:
@@ -122,3 +128,19 @@ def transform_job_request(
 def transform_output_key(input_key: str, output_prefix: str = OUTPUT_PREFIX) -> str:
     """Where a transform writes the result for ``input_key``: ``<prefix>/<basename>.out``."""
     return f"{output_prefix.rstrip('/')}/{input_key.rpartition('/')[2]}.out"
+
+
+def endpoint_config_request(settings: Settings, name: str, model_name: str) -> dict[str, Any]:
+    """CreateEndpointConfig serving ``model_name`` on one instance: the tutorial's "next step"."""
+    return {
+        "EndpointConfigName": name,
+        "ProductionVariants": [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model_name,
+                "InitialInstanceCount": 1,
+                "InstanceType": settings.instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    }

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _assets_and_checks():
     defs = build_definitions()
-    return defs, list(defs.assets)
+    return defs, [*defs.assets, *defs.asset_checks]
 
 
 def test_the_lineage_is_the_tutorials() -> None:
@@ -36,6 +36,7 @@ def test_the_lineage_is_the_tutorials() -> None:
         "knn_training_job": ["train_csv"],
         "knn_model": ["knn_training_job"],
         "test_predictions": ["knn_model", "test_csv"],
+        "knn_endpoint": ["knn_model", "test_csv", "test_predictions"],
     }
 
 
@@ -86,6 +87,52 @@ def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["raw_iris_schema"].passed
     assert checks["accuracy_at_least_threshold"].passed
+    assert checks["online_matches_batch"].passed
+
+    # The tutorial's next step: the model on a live endpoint, answering as the batch transform did.
+    endpoint = result.asset_materializations_for_node("knn_endpoint")[0].metadata
+    assert endpoint["endpoint_name"].value == "iris-knn"
+    assert endpoint["status"].value == "InService"
+    assert endpoint["agreement_with_batch"].value == 1.0
+    assert endpoint["model_name"].value == result.output_for_node("knn_model")["ModelName"]
+    assert 0 < endpoint["latency_p50_ms"].value <= endpoint["latency_p99_ms"].value
+    assert endpoint["endpoint_arn"].value.endswith(":endpoint/iris-knn")
+    assert any(m.startswith("[AllTraffic/i-") and "model loaded" in m for m in messages)
+
+
+def test_a_retrain_updates_the_same_endpoint(tmp_path) -> None:
+    from iris_sagemaker.local_sagemaker import LocalSageMakerClient
+
+    defs, assets = _assets_and_checks()
+    with DagsterInstance.ephemeral() as instance:
+        configs = []
+        for _ in range(2):
+            result = materialize(assets, resources=defs.resources, instance=instance)
+            configs.append(result.asset_materializations_for_node("knn_endpoint")[0].metadata)
+    first, second = (c["endpoint_config_name"].value for c in configs)
+    assert first != second
+    client = LocalSageMakerClient(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"])
+    assert [e["EndpointName"] for e in client.list_endpoints()["Endpoints"]] == ["iris-knn"]
+    described = client.describe_endpoint(EndpointName="iris-knn")
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == second
+
+
+def test_without_the_opt_in_the_endpoint_is_skipped_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iris_sagemaker.local_sagemaker import LocalSageMakerClient
+
+    monkeypatch.setenv("IRIS_SAGEMAKER_DEPLOY_ENDPOINT", "false")
+    defs, assets = _assets_and_checks()
+    result = materialize(assets, resources=defs.resources, raise_on_error=False)
+    assert result.success
+    assert result.asset_materializations_for_node("knn_endpoint") == []
+    observed = result.asset_observations_for_node("knn_endpoint")[0].metadata
+    assert observed["deployed"].value is False
+    assert "IRIS_SAGEMAKER_DEPLOY_ENDPOINT" in observed["reason"].value
+    assert "online_matches_batch" not in {c.check_name for c in result.get_asset_check_evaluations()}
+    client = LocalSageMakerClient(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"])
+    assert (
+        client.list_endpoints()["Endpoints"] == [] and client.list_endpoint_configs()["EndpointConfigs"] == []
+    )
 
 
 def test_training_metadata_carries_job_identity() -> None:

@@ -69,7 +69,7 @@ def test_a_stopped_job_is_never_a_success(
 def test_waiting_gives_up_after_the_timeout_with_advice() -> None:
     describe = lambda: {"TrainingJobStatus": "InProgress"}  # noqa: E731
     with pytest.raises(SageMakerJobError, match=r"still InProgress after 0 s; it keeps running"):
-        sagemaker_steps._wait(
+        sagemaker_steps.wait_for_status(
             describe, "TrainingJobStatus", "training job", "slow", Waiting(0.01, 0.01, 0.02), lambda _: None
         )
 

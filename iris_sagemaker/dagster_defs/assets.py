@@ -1,5 +1,6 @@
 # Dagster reads these functions' annotations at definition time: no `from __future__ import annotations`.
-"""The six assets: raw_iris -> train_csv, test_csv -> knn_training_job -> knn_model -> test_predictions.
+"""The assets: raw_iris -> train_csv, test_csv -> knn_training_job -> knn_model -> test_predictions, and
+the tutorial's "next step", knn_endpoint (knn_model, test_csv, test_predictions -> knn_endpoint).
 
 Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs``, job handling in
 ``sagemaker_steps``; the assets never ask which backend they run on.
@@ -12,6 +13,7 @@ from typing import Any
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetObservation,
     AssetOut,
     MetadataValue,
     Output,
@@ -19,7 +21,7 @@ from dagster import (
     multi_asset,
 )
 
-from iris_sagemaker import dataset, evaluation, plots, sagemaker_steps, specs
+from iris_sagemaker import dataset, endpoint_steps, evaluation, plots, sagemaker_steps, specs
 from iris_sagemaker.dagster_defs.checks import (
     accuracy_at_least_threshold,
     accuracy_result,
@@ -240,3 +242,70 @@ def test_predictions(
         },
     )
     yield accuracy_result(context, scores.accuracy, len(table))
+
+
+NOT_DEPLOYED = (
+    "not deployed: IRIS_SAGEMAKER_DEPLOY_ENDPOINT is not true. On aws an endpoint bills by the hour, so "
+    "knn_endpoint deploys only when asked (IRIS_SAGEMAKER_DEPLOY_ENDPOINT=true, or the sagemaker "
+    "resource's deploy_endpoint); nothing was created"
+)
+
+
+@asset(
+    group_name=GROUP,
+    kinds=KINDS,
+    metadata={KEY: "iris/dagster/knn_endpoint.json"},
+    output_required=False,
+    description="The model on a real-time endpoint with a stable name (created once, then updated to each "
+    "new model), checked online against the batch predictions. On aws only with "
+    "IRIS_SAGEMAKER_DEPLOY_ENDPOINT=true.",
+)
+def knn_endpoint(
+    context: AssetExecutionContext,
+    sagemaker: SageMakerResource,
+    knn_model: dict,
+    test_csv: pd.DataFrame,
+    test_predictions: pd.DataFrame,
+) -> Iterator[Any]:
+    settings = sagemaker.settings
+    name = settings.endpoint_name
+    if not settings.deploy_endpoint:
+        context.log.info(f"knn_endpoint {NOT_DEPLOYED}")
+        yield AssetObservation(asset_key="knn_endpoint", metadata={"deployed": False, "reason": NOT_DEPLOYED})
+        return
+    client = sagemaker.get_client()
+    config = specs.endpoint_config_request(
+        settings, specs.endpoint_config_name(run_key(context)), knn_model["ModelName"]
+    )
+    described = endpoint_steps.deploy(
+        client,
+        name,
+        config,
+        endpoint_steps.endpoint_waiting(settings.is_local),
+        log=context.log.info,
+        on_poll=sagemaker.endpoint_log_tail(name).poll,
+    )
+    online = endpoint_steps.invoke_rows(
+        sagemaker.get_runtime_client(), name, test_csv[dataset.FEATURES].to_numpy()
+    )
+    batch = [float(label) for label in test_predictions["predicted_label"]]
+    agreement = sum(a == b for a, b in zip(online.predicted, batch, strict=True)) / len(batch)
+    context.log.info(
+        f"endpoint {name}: {len(batch)} online predictions, {agreement:.0%} equal to the batch transform's; "
+        f"latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms"
+    )
+    yield Output(
+        {**sagemaker_steps.json_safe(described), "OnlineCheck": {"online": online.predicted, "batch": batch}},
+        metadata={
+            "deployed": True,
+            "endpoint_name": name,
+            "endpoint_arn": described["EndpointArn"],
+            "endpoint_config_name": described["EndpointConfigName"],
+            "model_name": knn_model["ModelName"],
+            "status": described["EndpointStatus"],
+            "latency_p50_ms": round(online.p50_ms, 3),
+            "latency_p99_ms": round(online.p99_ms, 3),
+            "agreement_with_batch": agreement,
+            "rows": len(batch),
+        },
+    )

@@ -1,7 +1,9 @@
-"""Asset checks: the raw data's schema, and the model's accuracy (blocking, compared with the last run).
+"""Asset checks: the raw data's schema, the model's accuracy (blocking, compared with the last run), and
+the live endpoint's agreement with the batch predictions (blocking).
 
-The checks run inside the steps that materialize their assets (``check_specs``): they see the value just
-computed, and cost no extra step, process or reload of the data.
+The first two run inside the steps that materialize their assets (``check_specs``): they see the value
+just computed, and cost no extra step, process or reload of the data. ``online_matches_batch`` is a step
+of its own, so that it is skipped, not judged, when knn_endpoint does not deploy.
 """
 
 import pandas as pd
@@ -12,6 +14,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     MetadataValue,
+    asset_check,
 )
 
 from iris_sagemaker import dataset
@@ -29,6 +32,31 @@ accuracy_at_least_threshold = AssetCheckSpec(
     description=f"Accuracy on the held-out test rows is at least {ACCURACY_THRESHOLD}; a drop since the "
     "previous materialization is reported.",
 )
+
+
+@asset_check(
+    asset="knn_endpoint",
+    blocking=True,
+    description="The live endpoint predicts every test row as the batch transform did. Skipped when "
+    "knn_endpoint did not deploy.",
+)
+def online_matches_batch(knn_endpoint: dict) -> AssetCheckResult:
+    """Passes when the endpoint's answer for each test row equals the batch transform's.
+
+    A check of its own (not a check spec of the asset): when knn_endpoint skips deploying, it
+    materializes nothing and this check is skipped with it, rather than reported passed or failed.
+    """
+    online, batch = knn_endpoint["OnlineCheck"]["online"], knn_endpoint["OnlineCheck"]["batch"]
+    mismatched = [
+        {"row": row, "online": got, "batch": want}
+        for row, (got, want) in enumerate(zip(online, batch, strict=True))
+        if got != want
+    ]
+    return AssetCheckResult(
+        passed=not mismatched,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"rows": len(batch), "mismatched": MetadataValue.json(mismatched[:20])},
+    )
 
 
 def schema_result(raw_iris: pd.DataFrame) -> AssetCheckResult:

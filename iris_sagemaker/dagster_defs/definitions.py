@@ -7,12 +7,14 @@ import os
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from iris_sagemaker.dagster_defs.assets import (
+    knn_endpoint,
     knn_model,
     knn_training_job,
     raw_iris,
     split_iris,
     test_predictions,
 )
+from iris_sagemaker.dagster_defs.checks import online_matches_batch
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
 from iris_sagemaker.dagster_defs.schedules import retrain_iris_knn, weekly_retrain
 
@@ -37,7 +39,8 @@ def executor_for_environment() -> object:
 def build_definitions() -> Definitions:
     backend = SageMakerResource()
     return Definitions(
-        assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions],
+        assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions, knn_endpoint],
+        asset_checks=[online_matches_batch],
         jobs=[retrain_iris_knn],
         schedules=[weekly_retrain],
         resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},

@@ -11,8 +11,22 @@ import pandas as pd
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
-from iris_sagemaker.backends import boto3_session, check_bucket, make_sagemaker_client, make_store, uses_s3
-from iris_sagemaker.job_logs import LOG_GROUPS, CloudWatchLogTail, LocalJobLogTail, LogTail
+from iris_sagemaker.backends import (
+    boto3_session,
+    check_bucket,
+    make_logs_client,
+    make_runtime_client,
+    make_sagemaker_client,
+    make_store,
+    uses_s3,
+)
+from iris_sagemaker.job_logs import (
+    ENDPOINT_LOG_GROUP_PREFIX,
+    LOG_GROUPS,
+    CloudWatchLogTail,
+    LocalJobLogTail,
+    LogTail,
+)
 from iris_sagemaker.settings import Settings
 from iris_sagemaker.storage import ObjectNotFound, ObjectStore
 
@@ -39,6 +53,15 @@ class SageMakerResource(ConfigurableResource):
     endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO/moto/LocalStack")
     profile: str | None = Field(default=None, description="AWS profile name")
     split_seed: int | None = Field(default=None, description="seed of the train/test split")
+    deploy_endpoint: bool | None = Field(
+        default=None,
+        description="deploy knn_endpoint (IRIS_SAGEMAKER_DEPLOY_ENDPOINT); default: yes on the local "
+        "backend, no on aws, where an endpoint bills by the hour",
+    )
+    endpoint_name: str | None = Field(
+        default=None,
+        description="the endpoint's stable name (IRIS_SAGEMAKER_ENDPOINT_NAME), default iris-knn",
+    )
 
     _client: Any = PrivateAttr(default=None)
     _store: Any = PrivateAttr(default=None)
@@ -54,6 +77,8 @@ class SageMakerResource(ConfigurableResource):
             endpoint_url=self.endpoint_url,
             profile=self.profile,
             split_seed=self.split_seed,
+            deploy_endpoint=self.deploy_endpoint,
+            endpoint_name=self.endpoint_name,
         )
 
     def setup_for_execution(self, context: Any) -> None:
@@ -81,6 +106,17 @@ class SageMakerResource(ConfigurableResource):
             return LocalJobLogTail(self.get_client(), job_type, job_name)
         logs = boto3_session(self.settings).client("logs")
         return CloudWatchLogTail(logs, job_name, log_group=LOG_GROUPS[job_type])
+
+    def endpoint_log_tail(self, endpoint_name: str) -> LogTail:
+        """The endpoint's CloudWatch log from now on (on the local backend, the engine's view of it: the
+        same API)."""
+        group = ENDPOINT_LOG_GROUP_PREFIX + endpoint_name
+        tail = CloudWatchLogTail(make_logs_client(self.settings), endpoint_name, group, stream_prefix="")
+        return tail.skip_to_end()
+
+    def get_runtime_client(self) -> Any:
+        """``sagemaker-runtime`` for InvokeEndpoint, on the same backend as ``get_client()``."""
+        return make_runtime_client(self.settings, self.get_client())
 
     def get_client(self) -> Any:
         """boto3's ``sagemaker`` client, or the embedded engine with the same methods and errors."""

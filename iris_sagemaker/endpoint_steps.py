@@ -1,0 +1,162 @@
+"""Deploy a model to a real-time endpoint and check it online; the same code for boto3 and the engine.
+
+The endpoint keeps one stable name; each deployment brings its own endpoint config. The first
+deployment creates the endpoint, later ones update it (UpdateEndpoint), so a retrain moves the live
+endpoint to the new model instead of leaving a trail of endpoints. Retries are safe: an existing config
+serving the same model is reused, and an endpoint already on the wanted config is simply waited for.
+A failed update leaves the previous model serving (as SageMaker does) and fails the step with the
+reason.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from iris_sagemaker.sagemaker_steps import Log, OnPoll, SageMakerJobError, Waiting, wait_for_status
+
+SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+# Endpoints take minutes on AWS (instances, image, model); give up on waiting after an hour.
+LOCAL_ENDPOINT_WAITING = Waiting(first=0.01, max_interval=0.1, timeout=600.0)
+AWS_ENDPOINT_WAITING = Waiting(first=10.0, max_interval=30.0, timeout=3600.0)
+
+
+def endpoint_waiting(is_local: bool) -> Waiting:
+    return LOCAL_ENDPOINT_WAITING if is_local else AWS_ENDPOINT_WAITING
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def describe_endpoint(client: Any, name: str) -> dict[str, Any] | None:
+    """DescribeEndpoint, or None when there is no such endpoint."""
+    try:
+        return client.describe_endpoint(EndpointName=name)
+    except ClientError as err:
+        if _code(err) == "ValidationException" and "Could not find endpoint" in str(err):
+            return None
+        raise
+
+
+def ensure_endpoint_config(client: Any, request: dict[str, Any], log: Log = print) -> dict[str, Any]:
+    """Create the endpoint config, or reuse an existing one (a retry) that serves the same model."""
+    name = request["EndpointConfigName"]
+    try:
+        client.create_endpoint_config(**request)
+        log(f"created endpoint config {name}")
+    except ClientError as err:
+        if "already existing endpoint configuration" not in str(err):
+            raise
+        existing = client.describe_endpoint_config(EndpointConfigName=name)
+        wanted = request["ProductionVariants"][0]["ModelName"]
+        found = existing["ProductionVariants"][0]["ModelName"]
+        if found != wanted:
+            raise SageMakerJobError(
+                f"endpoint config {name} already exists but serves model {found}, not {wanted}; delete it "
+                "or use another run"
+            ) from err
+        log(f"endpoint config {name} already exists with model {wanted}: using it")
+    return client.describe_endpoint_config(EndpointConfigName=name)
+
+
+def deploy(
+    client: Any,
+    endpoint_name: str,
+    config_request: dict[str, Any],
+    waiting: Waiting,
+    log: Log = print,
+    on_poll: OnPoll | None = None,
+) -> dict[str, Any]:
+    """The endpoint ``endpoint_name``, InService on the config of ``config_request``."""
+    config_name = config_request["EndpointConfigName"]
+    ensure_endpoint_config(client, config_request, log)
+    current = describe_endpoint(client, endpoint_name)
+    if current is not None and current["EndpointStatus"] in SETTLING:
+        log(f"endpoint {endpoint_name} is {current['EndpointStatus']} (another deployment): waiting for it")
+        current = _settle(client, endpoint_name, waiting, log, on_poll)
+    if current is not None and current["EndpointStatus"] == "Failed":
+        log(f"endpoint {endpoint_name} is Failed ({current.get('FailureReason')}): deleting it to start over")
+        client.delete_endpoint(EndpointName=endpoint_name)
+        client.get_waiter("endpoint_deleted").wait(
+            EndpointName=endpoint_name, WaiterConfig={"Delay": max(1, int(waiting.first)), "MaxAttempts": 360}
+        )
+        current = None
+    previous = current["EndpointConfigName"] if current is not None else None
+    if current is None:
+        client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        log(f"creating endpoint {endpoint_name} with endpoint config {config_name}")
+    elif previous == config_name:
+        log(f"endpoint {endpoint_name} already serves endpoint config {config_name} (a retry): using it")
+    else:
+        client.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        log(f"updating endpoint {endpoint_name} from endpoint config {previous} to {config_name}")
+    described = _settle(client, endpoint_name, waiting, log, on_poll)
+    if described is None:
+        raise SageMakerJobError(f"endpoint {endpoint_name} was deleted while it was being deployed")
+    if described["EndpointStatus"] == "Failed":
+        reason = described.get("FailureReason") or "no reason given"
+        raise SageMakerJobError(f"endpoint {endpoint_name} failed: {reason}")
+    if described["EndpointConfigName"] != config_name:
+        reason = described.get("FailureReason") or "no reason given"
+        raise SageMakerJobError(
+            f"updating endpoint {endpoint_name} to endpoint config {config_name} failed: {reason}. It still "
+            f"serves endpoint config {described['EndpointConfigName']}"
+        )
+    return described
+
+
+def _settle(
+    client: Any, name: str, waiting: Waiting, log: Log, on_poll: OnPoll | None
+) -> dict[str, Any] | None:
+    """Wait until the endpoint is no longer Creating/Updating/...; None if it is gone."""
+    try:
+        return wait_for_status(
+            lambda: client.describe_endpoint(EndpointName=name),
+            "EndpointStatus",
+            "endpoint",
+            name,
+            waiting,
+            log,
+            on_poll,
+            done=lambda status: status not in SETTLING,
+        )
+    except ClientError as err:
+        if "Could not find endpoint" in str(err):
+            return None
+        raise
+
+
+@dataclass(frozen=True)
+class OnlineCheck:
+    predicted: list[float]
+    latencies_ms: list[float]
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p99_ms(self) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def invoke_rows(runtime: Any, endpoint_name: str, rows: Sequence[Sequence[float]]) -> OnlineCheck:
+    """One InvokeEndpoint per row (text/csv), as an online client would: predictions and latencies."""
+    import json
+
+    predicted, latencies = [], []
+    for row in rows:
+        body = ",".join(repr(float(value)) for value in row).encode()
+        start = time.perf_counter()
+        response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType="text/csv")
+        answer = json.loads(response["Body"].read())
+        latencies.append((time.perf_counter() - start) * 1000)
+        predicted.append(float(answer["predictions"][0]["predicted_label"]))
+    return OnlineCheck(predicted, latencies)
