@@ -83,9 +83,7 @@ def deploy(
     if current is not None and current["EndpointStatus"] == "Failed":
         log(f"endpoint {endpoint_name} is Failed ({current.get('FailureReason')}): deleting it to start over")
         client.delete_endpoint(EndpointName=endpoint_name)
-        client.get_waiter("endpoint_deleted").wait(
-            EndpointName=endpoint_name, WaiterConfig={"Delay": max(1, int(waiting.first)), "MaxAttempts": 360}
-        )
+        _wait_deleted(client, endpoint_name, waiting)
         current = None
     previous = current["EndpointConfigName"] if current is not None else None
     if current is None:
@@ -130,6 +128,16 @@ def _settle(
         if "Could not find endpoint" in str(err):
             return None
         raise
+
+
+def _wait_deleted(client: Any, name: str, waiting: Waiting) -> None:
+    deadline = time.monotonic() + (waiting.timeout or 3600.0)
+    for interval in waiting.intervals():
+        if describe_endpoint(client, name) is None:
+            return
+        if time.monotonic() + interval > deadline:
+            raise SageMakerJobError(f"endpoint {name} is still being deleted after {waiting.timeout:.0f} s")
+        time.sleep(interval)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,14 @@ def _materialize_assets(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Recording
 def test_dag_request_bodies_equal_what_the_assets_sent(monkeypatch: pytest.MonkeyPatch) -> None:
     result, recorder = _materialize_assets(monkeypatch)
     sent = recorder.requests
-    assert set(sent) == {"create_training_job", "create_model", "create_transform_job"}
+    # The tutorial's three requests, then knn_endpoint's (the deploy DAG's counterpart is not in this DAG).
+    assert set(sent) == {
+        "create_training_job",
+        "create_model",
+        "create_transform_job",
+        "create_endpoint_config",
+        "create_endpoint",
+    }
 
     # The DAG run whose names match the Dagster run's (both derive names from a run key alone).
     run_key = sent["create_training_job"]["TrainingJobName"].removeprefix("train-iris-")

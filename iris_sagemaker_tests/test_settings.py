@@ -70,3 +70,19 @@ def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> No
 def test_knn_image_override_allows_other_regions() -> None:
     settings = Settings.from_env({"AWS_REGION": "ap-mars-9", "IRIS_SAGEMAKER_KNN_IMAGE": "x/knn:1"})
     assert settings.image_uri() == "x/knn:1"
+
+
+def test_endpoint_settings_default_by_backend_and_refuse_bad_values() -> None:
+    assert Settings.from_env({}).deploy_endpoint is True
+    aws = {
+        "IRIS_SAGEMAKER_BACKEND": "aws",
+        "IRIS_SAGEMAKER_BUCKET": "b-1",
+        "IRIS_SAGEMAKER_ROLE_ARN": LOCAL_ROLE_ARN,
+    }
+    assert Settings.from_env(aws).deploy_endpoint is False
+    assert Settings.from_env({**aws, "IRIS_SAGEMAKER_DEPLOY_ENDPOINT": "true"}).deploy_endpoint is True
+    assert Settings.from_env({"IRIS_SAGEMAKER_ENDPOINT_NAME": "my-endpoint"}).endpoint_name == "my-endpoint"
+    with pytest.raises(SettingsError, match="IRIS_SAGEMAKER_DEPLOY_ENDPOINT='maybe' is not true or false"):
+        Settings.from_env({"IRIS_SAGEMAKER_DEPLOY_ENDPOINT": "maybe"})
+    with pytest.raises(SettingsError, match="IRIS_SAGEMAKER_ENDPOINT_NAME='bad_name' is not a SageMaker"):
+        Settings.from_env({"IRIS_SAGEMAKER_ENDPOINT_NAME": "bad_name"})
