@@ -44,7 +44,15 @@ CHROMIUM = Path(os.environ.get("IRIS_SAGEMAKER_CHROMIUM", "/usr/bin/chromium"))
 # Read at import: the suite's autouse fixture clears IRIS_SAGEMAKER_* before each test runs.
 REQUIRE_BROWSER = os.environ.get("IRIS_SAGEMAKER_REQUIRE_BROWSER", "").strip() not in ("", "0")
 
-ASSETS = ("raw_iris", "train_csv", "test_csv", "knn_training_job", "knn_model", "test_predictions")
+ASSETS = (
+    "raw_iris",
+    "train_csv",
+    "test_csv",
+    "knn_training_job",
+    "knn_model",
+    "test_predictions",
+    "knn_endpoint",
+)
 # The tutorial's lineage, as the issue states it; the graph may hold more edges, never fewer.
 CORE_EDGES = {
     ("raw_iris", "train_csv"),
@@ -53,6 +61,8 @@ CORE_EDGES = {
     ("knn_training_job", "knn_model"),
     ("knn_model", "test_predictions"),
     ("test_csv", "test_predictions"),
+    ("knn_model", "knn_endpoint"),
+    ("test_csv", "knn_endpoint"),
 }
 SPECIES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
 
@@ -573,7 +583,7 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
 ) -> None:
     page, dev = browser.page, dagster_dev
 
-    # 1. The global lineage page: six assets and the edges the code defines.
+    # 1. The global lineage page: the seven assets and the edges the code defines.
     page.goto(f"{dev.url}/asset-groups")
     # The guard works: a request off this machine (TEST-NET-3, never routed) is aborted, not sent.
     probe = "http://203.0.113.7/probe"
@@ -592,7 +602,7 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
     )
     shot(page, "01-asset-graph")
 
-    # 2. "Materialize all" launches one run of the six assets.
+    # 2. "Materialize all" launches one run of the seven assets.
     button = page.get_by_role("button", name=re.compile(r"Materialize all$"))
     expect(button).to_be_enabled()
     with page.expect_response(lambda r: "op=LaunchPipelineExecution" in r.url) as launched:
@@ -663,6 +673,23 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
         page.keyboard.press("Escape")
     page.wait_for_timeout(1000)  # icons and the history chart load after the table
     shot(page, "05-test-predictions")
+
+    # 6. knn_endpoint's page shows the live endpoint: name, status, and its agreement with the batch.
+    latest = dev.graphql(LATEST_MATERIALIZATION, {"path": ["knn_endpoint"]})["assetOrError"]
+    endpoint = latest["assetMaterializations"][0]
+    assert endpoint["runId"] == run_id
+    page.goto(f"{dev.url}/assets/knn_endpoint")
+    for label, shown in (
+        ("endpoint_name", "iris-knn"),
+        ("status", "InService"),
+        ("agreement_with_batch", "1"),
+        ("latency_p50_ms", ""),
+    ):
+        row = page.locator("tr").filter(has=page.locator("td", has_text=re.compile(rf"^\s*{label}\s*$")))
+        expect(row.first).to_be_visible()
+        expect(row.first).to_contain_text(shown)
+    page.wait_for_timeout(500)
+    shot(page, "08-knn-endpoint")
 
     # Requests the page tried to send off this machine (blocked); kept for a look, not a failure.
     (ARTIFACTS / "blocked-requests.txt").write_text("".join(f"{url}\n" for url in browser.blocked))
