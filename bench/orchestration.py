@@ -4,7 +4,8 @@
 
 Prints, for each orchestrator, the median wall time of the project's full local run and of a no-op
 graph of the same shape on the same executor, and their ratio:
-- Dagster: `dagster asset materialize --select '*'` of the project (local backend) vs six no-op assets.
+- Dagster: `dagster asset materialize --select '*'` of the project (local backend) vs seven no-op assets
+  and a no-op check step (the project's shape).
   Two more lines separate what the project's start-up ``gc.freeze()`` (iris_sagemaker.startup_heap)
   saves from the project's own overhead: the project with the freeze off, and the no-op assets with it on.
 - Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow; and the parse
