@@ -24,6 +24,8 @@ SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 # Endpoints take minutes on AWS (instances, image, model); give up on waiting after an hour.
 LOCAL_ENDPOINT_WAITING = Waiting(first=0.01, max_interval=0.1, timeout=600.0)
 AWS_ENDPOINT_WAITING = Waiting(first=10.0, max_interval=30.0, timeout=3600.0)
+LATENCY_ROWS = 200  # one-row requests timed for the latency figures
+MAX_REQUEST_BYTES = 5 * 1024 * 1024  # the rest go in requests under InvokeEndpoint's 6 MB
 
 
 def endpoint_waiting(is_local: bool) -> Waiting:
@@ -155,23 +157,40 @@ class OnlineCheck:
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def invoke_rows(runtime: Any, endpoint_name: str, rows: Sequence[Sequence[float]]) -> OnlineCheck:
-    """One InvokeEndpoint per row (text/csv), as an online client would: predictions and latencies.
+def invoke_rows(
+    runtime: Any, endpoint_name: str, rows: Sequence[Sequence[float]], latency_rows: int = LATENCY_ROWS
+) -> OnlineCheck:
+    """Every row's online prediction, and the latency of one-row requests.
 
-    One untimed request first: it pays what only the first request pays (connections, loading clients'
-    models), which is no part of the endpoint's latency.
+    The first ``latency_rows`` rows go one request each (text/csv), as an online client sends them, and
+    are timed, after one untimed request that pays what only a first request pays (connections, the
+    client's model). The rest go in requests of up to ``MAX_REQUEST_BYTES``, so that a test set of
+    millions of rows is checked in seconds.
     """
+    texts = [",".join(repr(float(value)) for value in row) for row in rows]
+    if texts:
+        _invoke(runtime, endpoint_name, texts[0])
+    predicted: list[float] = []
+    latencies: list[float] = []
+    for text in texts[:latency_rows]:
+        start = time.perf_counter()
+        predicted.extend(_invoke(runtime, endpoint_name, text))
+        latencies.append((time.perf_counter() - start) * 1000)
+    batch: list[str] = []
+    size = 0
+    for text in texts[latency_rows:]:
+        if batch and size + len(text) + 1 > MAX_REQUEST_BYTES:
+            predicted.extend(_invoke(runtime, endpoint_name, "\n".join(batch)))
+            batch, size = [], 0
+        batch.append(text)
+        size += len(text) + 1
+    if batch:
+        predicted.extend(_invoke(runtime, endpoint_name, "\n".join(batch)))
+    return OnlineCheck(predicted, latencies)
+
+
+def _invoke(runtime: Any, endpoint_name: str, body: str) -> list[float]:
     import json
 
-    if len(rows):
-        first = ",".join(repr(float(value)) for value in rows[0]).encode()
-        runtime.invoke_endpoint(EndpointName=endpoint_name, Body=first, ContentType="text/csv")["Body"].read()
-    predicted, latencies = [], []
-    for row in rows:
-        body = ",".join(repr(float(value)) for value in row).encode()
-        start = time.perf_counter()
-        response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType="text/csv")
-        answer = json.loads(response["Body"].read())
-        latencies.append((time.perf_counter() - start) * 1000)
-        predicted.append(float(answer["predictions"][0]["predicted_label"]))
-    return OnlineCheck(predicted, latencies)
+    response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=body.encode(), ContentType="text/csv")
+    return [float(entry["predicted_label"]) for entry in json.loads(response["Body"].read())["predictions"]]

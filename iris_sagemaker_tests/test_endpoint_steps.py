@@ -81,3 +81,25 @@ def test_online_rows_and_their_latency(lab: Lab) -> None:
     assert check.predicted == [2.0, 0.0]
     assert len(check.latencies_ms) == 2 and 0 < check.p50_ms <= check.p99_ms
     assert endpoint_steps.describe_endpoint(lab.client, "never-made") is None
+
+
+def test_every_row_is_checked_online_in_batched_requests(lab: Lab, monkeypatch) -> None:
+    from iris_sagemaker.local_sagemaker import LocalSageMakerRuntimeClient
+
+    _deploy(lab, "cfg-1", "good")
+    _, features = iris_like(rows_per_class=20, seed=3)
+    runtime = LocalSageMakerRuntimeClient(sagemaker=lab.client)
+    sizes: list[int] = []
+    real = runtime.invoke_endpoint
+
+    def counting(**request):
+        sizes.append(request["Body"].count(b"\n") + 1)
+        return real(**request)
+
+    monkeypatch.setattr(runtime, "invoke_endpoint", counting)
+    monkeypatch.setattr(endpoint_steps, "MAX_REQUEST_BYTES", 200)
+    check = endpoint_steps.invoke_rows(runtime, "iris-knn", features.tolist(), latency_rows=5)
+    assert len(check.predicted) == 60 and len(check.latencies_ms) == 5
+    assert sizes[:6] == [1] * 6 and all(1 < n <= 12 for n in sizes[6:]) and sum(sizes[1:]) == 60
+    expected = lab.client.served.get("iris-knn", lab.client.endpoint_record("iris-knn")["model_data_url"])
+    assert check.predicted == expected.predict(features).predicted.tolist()

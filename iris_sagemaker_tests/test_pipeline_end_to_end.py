@@ -188,6 +188,7 @@ def test_cli_materializes_every_asset(tmp_path) -> None:
     assert "(45 rows)" in report.stdout
     accuracy = float(report.stdout.split("accuracy: ")[1].split()[0])
     assert accuracy >= 0.9
+    assert "endpoint: iris-knn (InService, endpoint config iris-knn-config-" in report.stdout
 
 
 def test_accuracy_drop_since_the_previous_run_is_reported(tmp_path) -> None:

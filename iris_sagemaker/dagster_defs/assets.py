@@ -291,8 +291,9 @@ def knn_endpoint(
     batch = [float(label) for label in test_predictions["predicted_label"]]
     agreement = sum(a == b for a, b in zip(online.predicted, batch, strict=True)) / len(batch)
     context.log.info(
-        f"endpoint {name}: {len(batch)} online predictions, {agreement:.0%} equal to the batch transform's; "
-        f"latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms"
+        f"endpoint {name}: {len(batch)} online predictions, {agreement:.2%} equal to the batch transform's; "
+        f"latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms over {len(online.latencies_ms)} "
+        "one-row requests"
     )
     yield Output(
         {**sagemaker_steps.json_safe(described), "OnlineCheck": {"online": online.predicted, "batch": batch}},
@@ -307,5 +308,6 @@ def knn_endpoint(
             "latency_p99_ms": round(online.p99_ms, 3),
             "agreement_with_batch": agreement,
             "rows": len(batch),
+            "latency_rows": len(online.latencies_ms),
         },
     )

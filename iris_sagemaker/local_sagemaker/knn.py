@@ -21,7 +21,10 @@ So the cut is at d=8, where the kd-tree still wins by 2x or more. Small indexes 
 ``KD_TREE_MIN_POINTS``) keep faiss too: a flat scan of them is already cheap, and the kd-tree's import
 (scipy.spatial, ~0.4 s) would cost more than it saves. Other metrics (inner product, cosine)
 and the IVF indexes keep faiss. The artifact is always the faiss index; the kd-tree is only a search
-structure rebuilt from it (``reconstruct_n``), so loading stays pickle-free.
+structure rebuilt from it (``reconstruct_n``), so loading stays pickle-free. A plain flat index (no
+dimension reduction or cosine normalisation in front) is re-ranked exactly in float64, ties going to the
+lower id, so a row gets the same neighbours in a batch transform of millions as in a one-row
+InvokeEndpoint (faiss alone switches to BLAS for batches, which can reorder near-ties).
 
 Prediction rule: classifier = the most frequent label among the k nearest neighbours; on a tie, the
 label of the nearest neighbour among those carrying a tied label wins. Regressor = the mean label.
@@ -69,6 +72,7 @@ PQ_BITS = 8
 DEFAULT_MINI_BATCH_SIZE = 5000
 KD_TREE_MAX_DIM = 8  # exact L2 search by kd-tree up to this dimension, by faiss's flat scan above
 KD_TREE_MIN_POINTS = 1000  # ... and from this many indexed points (below, a flat scan costs nothing)
+RERANK_MARGIN = 16  # candidates beyond k that faiss's flat scan proposes for the exact re-rank
 _VOTE_CELLS = 4_000_000  # bound on the (rows, k, k) comparison cube of one voting step
 
 
@@ -304,13 +308,16 @@ class KnnModel:
         self.labels = np.ascontiguousarray(labels, dtype=np.float32)
         self.config = config
         self._tree: Any = None  # a scipy.spatial.cKDTree when use_kd_tree()
-        if use_kd_tree(config, index.ntotal):
-            from scipy.spatial import cKDTree
+        self._vectors: np.ndarray | None = None  # a plain flat index's points, for the exact re-rank
+        flat = faiss.downcast_index(index)
+        if isinstance(flat, faiss.IndexFlat) and flat.ntotal:
+            if use_kd_tree(config, index.ntotal) and flat.metric_type == faiss.METRIC_L2:
+                from scipy.spatial import cKDTree
 
-            flat = faiss.downcast_index(index)
-            if isinstance(flat, faiss.IndexFlat) and flat.metric_type == faiss.METRIC_L2:
-                vectors = flat.reconstruct_n(0, flat.ntotal).astype(np.float64)
-                self._tree = cKDTree(vectors)
+                self._tree = cKDTree(flat.reconstruct_n(0, flat.ntotal).astype(np.float64))
+            else:
+                self._vectors = flat.reconstruct_n(0, flat.ntotal)
+                self._l2 = flat.metric_type == faiss.METRIC_L2
 
     @property
     def search_method(self) -> str:
@@ -321,12 +328,42 @@ class KnnModel:
         """(distances, ids) of the k nearest indexed points, nearest first (faiss's conventions:
         squared L2 distances; similarities for INNER_PRODUCT / COSINE; id -1 where none was found)."""
         k = self.config.k
+        if self._vectors is not None:
+            return self._exact_flat(np.ascontiguousarray(features, dtype=np.float32), k)
         if self._tree is None:
             distances, ids = self.index.search(np.ascontiguousarray(features, dtype=np.float32), k)
             return distances, ids
         dist, ids = self._tree.query(features.astype(np.float64), k=k, workers=-1)
         dist, ids = dist.reshape(len(features), k), ids.reshape(len(features), k)
         return np.square(dist).astype(np.float32), ids.astype(np.int64)
+
+    def _exact_flat(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest by exact (float64) distance, ties to the lower id, whatever the batch.
+
+        faiss's flat scan computes distances one way for a few queries and by BLAS for many, so near-
+        ties could order differently in a batch transform than in a one-row invocation. faiss proposes
+        ``k + RERANK_MARGIN`` candidates; they are re-ranked exactly; a row whose k-th distance is not
+        clear of the last candidate's (by more than float32's error) is ranked against every point.
+        """
+        vectors = self._vectors
+        assert vectors is not None
+        total = len(vectors)
+        wide = min(total, k + RERANK_MARGIN)
+        _, candidates = self.index.search(queries, wide)
+        ids, keys = _exact_order(vectors, queries, candidates, self._l2)
+        if wide < total:
+            scale = float(np.max(np.einsum("ij,ij->i", vectors, vectors)))
+            norms = np.einsum("ij,ij->i", queries, queries).astype(np.float64)
+            tolerance = 1e-5 * ((norms + scale) if self._l2 else np.sqrt(norms * scale)) + 1e-12
+            unsure = np.nonzero(keys[:, k - 1] >= keys[:, -1] - tolerance)[0]
+            rows_per_block = max(1, (1 << 22) // (total * vectors.shape[1]))
+            for start in range(0, len(unsure), rows_per_block):
+                rows = unsure[start : start + rows_per_block]
+                every = np.broadcast_to(np.arange(total), (len(rows), total))
+                all_ids, all_keys = _exact_order(vectors, queries[rows], every, self._l2)
+                ids[rows, :k], keys[rows, :k] = all_ids[:, :k], all_keys[:, :k]
+        distances = keys[:, :k] if self._l2 else -keys[:, :k]
+        return distances.astype(np.float32), ids[:, :k].astype(np.int64)
 
     def predict(self, features: np.ndarray) -> Prediction:
         if features.ndim != 2 or features.shape[1] != self.config.feature_dim:
@@ -341,6 +378,17 @@ class KnnModel:
             neighbours = self.labels[ids]
         predicted = vote(neighbours) if self.config.predictor_type == "classifier" else _mean(neighbours)
         return Prediction(predicted, distances, neighbours)
+
+
+def _exact_order(
+    vectors: np.ndarray, queries: np.ndarray, candidates: np.ndarray, l2: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's candidates sorted by exact distance (L2: squared; else minus the inner product), then id."""
+    points = vectors[candidates].astype(np.float64)
+    q = queries.astype(np.float64)[:, None, :]
+    keys = ((points - q) ** 2).sum(axis=2) if l2 else -(points * q).sum(axis=2)
+    order = np.lexsort((candidates, keys), axis=-1)
+    return np.take_along_axis(candidates, order, -1), np.take_along_axis(keys, order, -1)
 
 
 def use_kd_tree(config: ModelConfig, points: int) -> bool:
