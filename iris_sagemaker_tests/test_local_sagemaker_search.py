@@ -113,6 +113,6 @@ def test_a_row_gets_the_same_neighbours_alone_as_in_a_large_batch() -> None:
         alone = model.predict(queries[i : i + 1])
         assert alone.predicted[0] == batch.predicted[i], i
         np.testing.assert_array_equal(alone.labels[0], batch.labels[i])
-    exact = ((queries[:, None, :].astype(np.float64) - points[None].astype(np.float64)) ** 2).sum(axis=2)
-    nearest = np.sort(exact, axis=1)[:, :3]
-    np.testing.assert_allclose(batch.distances, nearest, rtol=1e-6)
+    head = queries[:300].astype(np.float64)
+    exact = ((head[:, None, :] - points[None].astype(np.float64)) ** 2).sum(axis=2)
+    np.testing.assert_allclose(batch.distances[:300], np.sort(exact, axis=1)[:, :3], rtol=1e-6)
