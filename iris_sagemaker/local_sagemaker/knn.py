@@ -350,7 +350,12 @@ class KnnModel:
         total = len(vectors)
         wide = min(total, k + RERANK_MARGIN)
         _, candidates = self.index.search(queries, wide)
-        ids, keys = _exact_order(vectors, queries, candidates, self._l2)
+        ids = np.empty_like(candidates)
+        keys = np.empty(candidates.shape, np.float64)
+        step = max(1, (1 << 21) // (wide * vectors.shape[1]))  # bound the float64 gather to ~16 MB
+        for start in range(0, len(queries), step):
+            block = slice(start, start + step)
+            ids[block], keys[block] = _exact_order(vectors, queries[block], candidates[block], self._l2)
         if wide < total:
             scale = float(np.max(np.einsum("ij,ij->i", vectors, vectors)))
             norms = np.einsum("ij,ij->i", queries, queries).astype(np.float64)
