@@ -1,21 +1,35 @@
-# Two commands for users: `make run` and `make test`. Both create .venv (Python 3.11) when missing and
-# reinstall only when pyproject.toml or setup.py changed.
+# Two commands for users: `make run` and `make test`. Both create .venv (Python 3.11) with exactly the
+# versions in uv.lock, and reinstall only when pyproject.toml, setup.py or uv.lock changed.
+# uv (pinned below) is installed from PyPI into .tools/ the first time: no curl installer, nothing global.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint dev serve clean browser airflow-run airflow-test airflow3-test
+.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-test airflow3-test
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
 
-$(STAMP): $(BIN)/python pyproject.toml setup.py
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[test]"
+$(STAMP): $(UV) pyproject.toml setup.py uv.lock
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra test --python $(PYTHON) -q
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve every transitive version (after editing pyproject.toml); commit the new uv.lock.
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Fails when uv.lock no longer matches pyproject.toml (run `make lock`); `make test` runs it first.
+lock-check: $(UV)
+	$(UV) lock --check --python $(PYTHON)
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
@@ -39,7 +53,7 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: install airflow3-test $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
+test: lock-check install airflow3-test $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
 	$(BIN)/ruff check .
 	IRIS_SAGEMAKER_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
 
@@ -50,11 +64,8 @@ AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/t
 AF3_VENV := .venv-airflow3
 AF3_STAMP := $(AF3_VENV)/.installed
 
-$(AF3_VENV)/bin/python:
-	$(PYTHON) -m venv $(AF3_VENV)
-
-$(AF3_STAMP): $(AF3_VENV)/bin/python pyproject.toml setup.py
-	$(AF3_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[test-airflow3]"
+$(AF3_STAMP): $(UV) pyproject.toml setup.py uv.lock
+	UV_PROJECT_ENVIRONMENT=$(AF3_VENV) $(UV) sync --frozen --extra test-airflow3 --python $(PYTHON) -q
 	touch $(AF3_STAMP)
 
 airflow-run: install
@@ -76,4 +87,4 @@ serve: install
 	$(BIN)/iris-sagemaker serve $(SERVE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(AF3_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AF3_VENV) $(TOOLS) .pytest_cache .ruff_cache
