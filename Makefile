@@ -1,25 +1,40 @@
-# Two commands for users: `make run` and `make test`. Both create .venv (Python 3.11) with exactly the
-# versions in uv.lock, and reinstall only when pyproject.toml, setup.py or uv.lock changed.
-# uv (pinned below) is installed from PyPI into .tools/ the first time: no curl installer, nothing global.
+# Two commands for users: `make run` and `make test`. Both install into .venv (Python 3.11) exactly the
+# versions in uv.lock, and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run`
+# installs what running needs (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test
+# tools, and a second venv for Airflow 3. uv (pinned below) is installed from PyPI into .tools/ the first
+# time: no curl installer, nothing global.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
+SYNC = $(UV) sync --frozen --python $(PYTHON) -q
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export UV_PYTHON_DOWNLOADS := never
+# Python caches compiled bytecode (__pycache__) by default; some machines turn that off in the environment,
+# which makes every dagster/airflow process recompile thousands of modules. Our commands keep the default.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-test airflow3-test
 
+# uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
+	$(PYTHON) -m pip install --disable-pip-version-check -q --target $(TOOLS) uv==$(UV_VERSION) \
+	  || { $(PYTHON) -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install -q uv==$(UV_VERSION) \
+	       && mkdir -p $(TOOLS)/bin && ln -sf ../venv/bin/uv $(UV); }
 
+# What running needs; --inexact keeps whatever `make test` added.
+$(RUN_STAMP): $(UV) pyproject.toml setup.py uv.lock
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --inexact --extra dagster --extra serve
+	touch $@
+
+# Everything, exactly as locked (a superset of the run set, so it satisfies `make run` too).
 $(STAMP): $(UV) pyproject.toml setup.py uv.lock
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra test --python $(PYTHON) -q
-	touch $(STAMP)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --extra test
+	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
 
@@ -35,7 +50,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
 
-run: install $(DAGSTER_HOME)/dagster.yaml
+run: $(RUN_STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m iris_sagemaker --select '*'
 	$(BIN)/python -m iris_sagemaker.report
 
@@ -65,7 +80,7 @@ AF3_VENV := .venv-airflow3
 AF3_STAMP := $(AF3_VENV)/.installed
 
 $(AF3_STAMP): $(UV) pyproject.toml setup.py uv.lock
-	UV_PROJECT_ENVIRONMENT=$(AF3_VENV) $(UV) sync --frozen --extra test-airflow3 --python $(PYTHON) -q
+	UV_PROJECT_ENVIRONMENT=$(AF3_VENV) $(SYNC) --extra test-airflow3
 	touch $(AF3_STAMP)
 
 airflow-run: install
@@ -83,7 +98,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 # SageMaker's HTTP API (plus S3 and CloudWatch Logs) over the embedded engine: see README, "SageMaker over HTTP".
-serve: install
+serve: $(RUN_STAMP)
 	$(BIN)/iris-sagemaker serve $(SERVE_ARGS)
 
 clean:
