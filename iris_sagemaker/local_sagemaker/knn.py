@@ -318,6 +318,7 @@ class KnnModel:
             else:
                 self._vectors = flat.reconstruct_n(0, flat.ntotal)
                 self._l2 = flat.metric_type == faiss.METRIC_L2
+                self._largest_norm = float(np.max(np.einsum("ij,ij->i", self._vectors, self._vectors)))
 
     @property
     def search_method(self) -> str:
@@ -357,7 +358,7 @@ class KnnModel:
             block = slice(start, start + step)
             ids[block], keys[block] = _exact_order(vectors, queries[block], candidates[block], self._l2)
         if wide < total:
-            scale = float(np.max(np.einsum("ij,ij->i", vectors, vectors)))
+            scale = self._largest_norm
             norms = np.einsum("ij,ij->i", queries, queries).astype(np.float64)
             tolerance = 1e-5 * ((norms + scale) if self._l2 else np.sqrt(norms * scale)) + 1e-12
             unsure = np.nonzero(keys[:, k - 1] >= keys[:, -1] - tolerance)[0]
