@@ -44,7 +44,8 @@ lock: $(UV)
 
 # Fails when uv.lock no longer matches pyproject.toml (run `make lock`); `make test` runs it first.
 lock-check: $(UV)
-	$(UV) lock --check --python $(PYTHON)
+	@$(UV) lock --check --python $(PYTHON) \
+	  || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
