@@ -385,6 +385,13 @@ def test_request_bodies_are_bounded(server: ServerProcess) -> None:
     )
     assert bad.status_code == 400 and bad.json()["__type"] == "SerializationException"
     assert requests.post(f"{server.url}/moto-api/reset", timeout=30).status_code == 404
+    extra = requests.post(
+        server.url,
+        data=b'{"TrainingJobName": "x", "NoSuchMember": 1}',
+        headers={"X-Amz-Target": "SageMaker.DescribeTrainingJob"},
+        timeout=30,
+    )
+    assert extra.status_code == 400 and "NoSuchMember" in extra.json()["message"]
 
 
 # ---- S3: moto's implementation on the local bucket folder ------------------------------------------

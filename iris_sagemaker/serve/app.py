@@ -17,6 +17,7 @@ anything else (S3, STS, IAM, ...)      moto's server, in this process, its S3 bo
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -146,11 +147,13 @@ class ServerApp:
 
     async def _call(self, method: Callable[..., Any], params: dict[str, Any], operation: str) -> Any:
         try:
+            inspect.signature(method).bind(**params)
+        except TypeError as err:  # members the operation does not take (boto3 would not send them)
+            return _error(*wire.wire_error("ValidationException", f"Invalid request for {operation}: {err}"))
+        try:
             return await run_in_threadpool(lambda: method(**params))
         except ClientError as err:
             return _error(*wire.error_response(err))
-        except TypeError as err:  # arguments the method's signature does not take
-            return _error(*wire.wire_error("ValidationException", f"Invalid request for {operation}: {err}"))
         except Exception as err:  # an engine bug: answer, keep serving, and say where
             _log.error("%s failed:\n%s", operation, traceback.format_exc())
             message = f"The embedded engine failed on {operation}: {type(err).__name__}: {err}"
