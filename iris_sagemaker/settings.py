@@ -131,6 +131,11 @@ class Settings:
                 f"IRIS_SAGEMAKER_ROLE_ARN={self.role_arn!r} is not an IAM role ARN; expected "
                 "arn:aws:iam::<12-digit account>:role/<name>"
             )
+        if not 0 <= self.split_seed < 2**32:
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_SPLIT_SEED={self.split_seed} is out of range: use an integer from 0 to "
+                f"{2**32 - 1} (e.g. 42)"
+            )
         if not REGION_RE.match(self.region):
             raise SettingsError(f"AWS_REGION={self.region!r} is not an AWS region name (e.g. us-east-2)")
         if not self.instance_type.startswith("ml."):

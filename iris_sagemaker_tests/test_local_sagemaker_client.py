@@ -254,3 +254,39 @@ def test_engine_imports_no_orchestrator():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
+
+
+def test_uris_that_climb_out_of_a_bucket_are_refused_at_create(tmp_path) -> None:
+    from botocore.exceptions import ClientError
+
+    from iris_sagemaker.local_sagemaker.testing import Lab, model_request, training_request
+
+    lab = Lab(tmp_path)
+    climbing = [
+        lambda: lab.client.create_model(**model_request("m-escape", "s3://bucket/../../../../etc/passwd")),
+        lambda: lab.client.create_training_job(
+            **training_request("t-escape", "s3://bucket/in/train.csv", "s3://bucket/../../../tmp/x")
+        ),
+        lambda: lab.client.create_training_job(
+            **training_request("t-escape-in", "s3://bucket/../../etc/", "s3://bucket/out")
+        ),
+    ]
+    for create in climbing:
+        with pytest.raises(ClientError) as err:
+            create()
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        assert "is not a usable S3 URI" in str(err.value) and "'..'" in str(err.value)
+
+
+def test_a_transform_input_that_names_a_host_folder_is_refused(tmp_path) -> None:
+    from botocore.exceptions import ClientError
+
+    from iris_sagemaker.local_sagemaker.testing import Lab, transform_request
+
+    lab = Lab(tmp_path)
+    lab.model("m", lab.train())
+    with pytest.raises(ClientError, match="must be relative") as err:
+        lab.client.create_transform_job(
+            **transform_request("t", "m", "s3://bucket//etc/ssh/", "s3://bucket/out")
+        )
+    assert "ssh_config" not in str(err.value)

@@ -258,3 +258,37 @@ def test_load_rejects_foreign_artifacts():
         tar.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(AlgorithmClientError, match=r"lacks model_algo-1\.labels, model_algo-1\.json"):
         knn.load_model(buffer.getvalue())
+
+
+def test_a_crafted_artifact_is_refused_before_anything_is_allocated() -> None:
+    labels, features = iris_like()
+    params = knn.parse_hyperparameters(
+        {"feature_dim": "4", "k": "3", "predictor_type": "classifier", "sample_size": "150"}
+    )
+    good = knn.dump_model(knn.train(params, labels, features))
+
+    def crafted(change) -> bytes:
+        with tarfile.open(fileobj=io.BytesIO(good), mode="r:gz") as tar:
+            members = {info.name: tar.extractfile(info).read() for info in tar}
+        change(members)
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return out.getvalue()
+
+    def huge_k(members) -> None:
+        config = json.loads(members[knn.CONFIG_FILE])
+        members[knn.CONFIG_FILE] = json.dumps({**config, "k": 10**9}).encode()
+
+    def odd_labels(members) -> None:
+        members[knn.LABELS_FILE] = members[knn.LABELS_FILE][:-1]
+
+    with pytest.raises(
+        AlgorithmClientError, match="asks for k=1000000000 neighbours but its index holds 150"
+    ):
+        knn.load_model(crafted(huge_k))
+    with pytest.raises(AlgorithmClientError, match="holds 599 bytes, not whole float32 labels"):
+        knn.load_model(crafted(odd_labels))

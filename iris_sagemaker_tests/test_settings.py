@@ -86,3 +86,9 @@ def test_endpoint_settings_default_by_backend_and_refuse_bad_values() -> None:
         Settings.from_env({"IRIS_SAGEMAKER_DEPLOY_ENDPOINT": "maybe"})
     with pytest.raises(SettingsError, match="IRIS_SAGEMAKER_ENDPOINT_NAME='bad_name' is not a SageMaker"):
         Settings.from_env({"IRIS_SAGEMAKER_ENDPOINT_NAME": "bad_name"})
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_a_split_seed_numpy_cannot_take_is_refused_up_front(seed: str) -> None:
+    with pytest.raises(SettingsError, match=rf"IRIS_SAGEMAKER_SPLIT_SEED={seed} is out of range"):
+        Settings.from_env({"IRIS_SAGEMAKER_SPLIT_SEED": seed})

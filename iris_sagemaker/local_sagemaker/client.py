@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.utils import parse_timestamp
 
-from iris_sagemaker.storage import LocalObjectStore, ObjectStore, ObjectStoreError, parse_s3_uri
+from iris_sagemaker.storage import LocalObjectStore, ObjectStore, ObjectStoreError, parse_s3_uri, validate_key
 
 from .endpoints import CREATING, IN_SERVICE, LOADING, UPDATING, EndpointDeployer, ServedModels
 from .errors import RESOURCE_IN_USE, client_error, not_found, validation_error
@@ -159,6 +159,10 @@ class LocalSageMakerClient:
         if not is_knn_image(spec.get("TrainingImage"), self.region):
             raise validation_error(unsupported_image_message(spec.get("TrainingImage"), self.region), op)
         _check_s3_uri(request["OutputDataConfig"]["S3OutputPath"], "OutputDataConfig.S3OutputPath", op)
+        for number, channel in enumerate(request.get("InputDataConfig") or [], start=1):
+            source = (channel.get("DataSource") or {}).get("S3DataSource")
+            if source and source.get("S3Uri"):
+                _check_s3_uri(source["S3Uri"], f"InputDataConfig.{number}.DataSource.S3DataSource.S3Uri", op)
 
     def describe_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
         op = "DescribeTrainingJob"
@@ -262,6 +266,9 @@ class LocalSageMakerClient:
         validate_request(op, request)
         model = self._model_record(request["ModelName"], op)
         _check_s3_uri(request["TransformOutput"]["S3OutputPath"], "TransformOutput.S3OutputPath", op)
+        source = request["TransformInput"]["DataSource"].get("S3DataSource") or {}
+        if source.get("S3Uri"):
+            _check_s3_uri(source["S3Uri"], "TransformInput.DataSource.S3DataSource.S3Uri", op)
         name = request["TransformJobName"]
         arn = self._arn("transform-job", name)
         created = to_json_time(now())
@@ -565,8 +572,12 @@ def api_response(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_s3_uri(uri: str, what: str, op: str) -> Any:
+    """The parsed URI; ValidationException when it cannot name an object or prefix (``..``, ``//``)."""
     try:
-        return parse_s3_uri(uri)
+        parsed = parse_s3_uri(uri)
+        if parsed.key.rstrip("/"):
+            validate_key(parsed.key.rstrip("/"))
+        return parsed
     except ObjectStoreError as err:
         raise validation_error(f"{what} {uri!r} is not a usable S3 URI: {err}", op) from None
 

@@ -610,7 +610,17 @@ def load_model(data: bytes) -> KnnModel:
         index = faiss.deserialize_index(np.frombuffer(members[MODEL_FILE], dtype=np.uint8))
     except RuntimeError as err:
         raise AlgorithmClientError(f"the model's faiss index cannot be read: {err}") from None
-    labels = np.frombuffer(members[LABELS_FILE], dtype="<f4").astype(np.float32)
+    raw_labels = members[LABELS_FILE]
+    if len(raw_labels) % 4:
+        raise AlgorithmClientError(
+            f"the model's {LABELS_FILE} holds {len(raw_labels)} bytes, not whole float32 labels"
+        )
+    if config.k > index.ntotal:
+        raise AlgorithmClientError(
+            f"the model's {CONFIG_FILE} asks for k={config.k} neighbours but its index holds {index.ntotal} "
+            "points"
+        )
+    labels = np.frombuffer(raw_labels, dtype="<f4").astype(np.float32)
     return KnnModel(index, labels, config)
 
 
