@@ -19,6 +19,7 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 COLUMNS = [*FEATURES, "species"]
 # The tutorial's encoding.
 LABELS = {"Iris-virginica": 0, "Iris-versicolor": 1, "Iris-setosa": 2}
+MIN_ROWS_PER_SPECIES = 5  # fewer cannot reliably land in both the train and the test split
 SPECIES = {code: name for name, code in LABELS.items()}
 PACKAGED_SOURCE = "package:iris_sagemaker/data/iris.data"
 HTTP_TIMEOUT_SECONDS = 30.0
@@ -143,6 +144,31 @@ def schema_problems(frame: pd.DataFrame) -> list[str]:
     present = set(frame["species"].dropna().unique())
     if present != set(LABELS):
         problems.append(f"species present: {sorted(present)}; expected all three of {sorted(LABELS)}")
+    counts = frame["species"].value_counts()
+    scarce = {
+        name: int(counts.get(name, 0))
+        for name in sorted(LABELS)
+        if 0 < counts.get(name, 0) < MIN_ROWS_PER_SPECIES
+    }
+    if scarce:
+        problems.append(
+            f"too few rows to train and score: {scarce}; each species needs at least {MIN_ROWS_PER_SPECIES} "
+            "rows, so that both the 70% train and the 30% test split hold it"
+        )
+    return problems
+
+
+def split_problems(parts: IrisSplit) -> list[str]:
+    """What makes a split unfit to train and score on: a species missing from either side."""
+    names = {code: name for name, code in LABELS.items()}
+    problems = []
+    for side, labels in (("train", parts.train["species"]), ("test", parts.test_labels)):
+        missing = sorted(names[code] for code in set(LABELS.values()) - set(labels.astype(int)))
+        if missing:
+            problems.append(
+                f"the {side} split ({len(labels)} rows) has no {', '.join(missing)}: use more data, or "
+                "another IRIS_SAGEMAKER_SPLIT_SEED"
+            )
     return problems
 
 

@@ -148,3 +148,23 @@ def test_http_source_is_fetched_from_a_local_server(http_server: str) -> None:
 def test_http_error_names_the_url(http_server: str) -> None:
     with pytest.raises(IrisDataError, match=r"could not fetch IRIS_SAGEMAKER_DATA_URL=.*/missing.*404"):
         dataset.read_source(f"{http_server}/missing")
+
+
+def test_scarce_species_and_splits_missing_a_species_are_reported() -> None:
+    rows = "".join(
+        f"5.{i},3.5,1.4,0.2,{name}\n"
+        for name, count in (("Iris-setosa", 3), ("Iris-versicolor", 6), ("Iris-virginica", 6))
+        for i in range(count)
+    )
+    frame = dataset.parse_iris(rows.encode())
+    assert any("too few rows" in p and "'Iris-setosa': 3" in p for p in dataset.schema_problems(frame))
+    missing = [
+        problems
+        for seed in range(40)
+        if (problems := dataset.split_problems(dataset.split(frame, seed=seed)))
+    ]
+    assert missing, "some seed leaves a species out of the 5-row test split"
+    assert "the test split (5 rows) has no Iris-setosa" in missing[0][0]
+    assert "IRIS_SAGEMAKER_SPLIT_SEED" in missing[0][0]
+    full = dataset.parse_iris(dataset.read_source(None)[1])
+    assert dataset.split_problems(dataset.split(full, seed=42)) == []

@@ -215,3 +215,23 @@ def test_accuracy_drop_since_the_previous_run_is_reported(tmp_path) -> None:
     assert second["accuracy"].value == pytest.approx(42 / 45)
     assert second["accuracy_change"].value == pytest.approx(42 / 45 - 1.0)
     assert "Accuracy dropped" in second["accuracy_drop"].value
+
+
+def test_data_that_fails_its_checks_starts_no_job(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten rows of one species: raw_iris_schema fails, blocking, with an ERROR line; nothing is trained."""
+    from iris_sagemaker.local_sagemaker import LocalSageMakerClient
+
+    source = tmp_path / "one-species.csv"
+    source.write_text("".join(f"5.{i},3.5,1.4,0.2,Iris-setosa\n" for i in range(10)))
+    monkeypatch.setenv("IRIS_SAGEMAKER_DATA_URL", source.as_uri())
+    defs, assets = _assets_and_checks()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(assets, resources=defs.resources, raise_on_error=False, instance=instance)
+        errors = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= 40]
+    assert not result.success
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}["raw_iris_schema"]
+    assert not check.passed and check.blocking
+    assert any("fails raw_iris_schema; no job will start" in m and "expected all three" in m for m in errors)
+    client = LocalSageMakerClient(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"])
+    assert client.list_training_jobs()["TrainingJobSummaries"] == []
+    assert result.asset_materializations_for_node("knn_training_job") == []

@@ -82,6 +82,7 @@ def test_the_asset_graph_runs_on_the_aws_backend_over_http(tmp_path: Path, monke
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {
         "raw_iris_schema": True,
+        "splits_hold_all_species": True,
         "accuracy_at_least_threshold": True,
         "online_matches_batch": True,
     }

@@ -27,6 +27,8 @@ from iris_sagemaker.dagster_defs.checks import (
     accuracy_result,
     raw_iris_schema,
     schema_result,
+    split_result,
+    splits_hold_all_species,
 )
 from iris_sagemaker.dagster_defs.resources import (
     COLUMNS,
@@ -78,7 +80,7 @@ def raw_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> It
             "preview": MetadataValue.md(frame.head(5).to_markdown(index=False)),
         },
     )
-    yield schema_result(frame)
+    yield schema_result(context, frame)
 
 
 @multi_asset(
@@ -103,6 +105,7 @@ def raw_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> It
             f"labels are kept apart at {TEST_LABELS_KEY} for scoring.",
         ),
     },
+    check_specs=[splits_hold_all_species],
 )
 def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw_iris: pd.DataFrame) -> Any:
     settings = sagemaker.settings
@@ -127,6 +130,7 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
             "labels_uri": settings.uri(TEST_LABELS_KEY),
         },
     )
+    yield split_result(context, parts)
 
 
 @asset(

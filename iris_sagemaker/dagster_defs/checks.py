@@ -23,7 +23,15 @@ from iris_sagemaker.evaluation import ACCURACY_THRESHOLD
 raw_iris_schema = AssetCheckSpec(
     "raw_iris_schema",
     asset="raw_iris",
-    description="Five columns, float features, no nulls, all three species.",
+    blocking=True,
+    description="Five columns, float features, no nulls, all three species with at least "
+    f"{dataset.MIN_ROWS_PER_SPECIES} rows each. Blocking: no job starts on data that fails it.",
+)
+splits_hold_all_species = AssetCheckSpec(
+    "splits_hold_all_species",
+    asset="test_csv",
+    blocking=True,
+    description="Both the train and the test split hold all three species. Blocking.",
 )
 accuracy_at_least_threshold = AssetCheckSpec(
     "accuracy_at_least_threshold",
@@ -59,12 +67,34 @@ def online_matches_batch(knn_endpoint: dict) -> AssetCheckResult:
     )
 
 
-def schema_result(raw_iris: pd.DataFrame) -> AssetCheckResult:
+def schema_result(context: AssetExecutionContext, raw_iris: pd.DataFrame) -> AssetCheckResult:
     problems = dataset.schema_problems(raw_iris)
+    if problems:
+        context.log.error("raw_iris fails raw_iris_schema; no job will start: " + "; ".join(problems))
     return AssetCheckResult(
         check_name=raw_iris_schema.name,
         passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
         metadata={"problems": MetadataValue.json(problems), "rows": len(raw_iris)},
+    )
+
+
+def split_result(context: AssetExecutionContext, parts: dataset.IrisSplit) -> AssetCheckResult:
+    problems = dataset.split_problems(parts)
+    if problems:
+        context.log.error(
+            "the split fails splits_hold_all_species; no job will start: " + "; ".join(problems)
+        )
+    return AssetCheckResult(
+        check_name=splits_hold_all_species.name,
+        asset_key="test_csv",
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "problems": MetadataValue.json(problems),
+            "train_rows": len(parts.train),
+            "test_rows": len(parts.test_labels),
+        },
     )
 
 
