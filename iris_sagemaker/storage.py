@@ -178,7 +178,8 @@ class LocalObjectStore:
         """Yield a file to write; the object appears (atomically) only if the block succeeds."""
         path = self.path_for(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        remove_orphaned_temps(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
@@ -189,6 +190,25 @@ class LocalObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def remove_orphaned_temps(folder: Path) -> None:
+    """Delete the temporary files of writers that died (``.tmp-<pid>-*`` of a pid no longer running).
+
+    A killed writer (kill -9 during a transform) cannot remove its temporary file; the next write into
+    the same folder does. Files of live processes, and temporary files without a pid, are left alone.
+    """
+    import psutil
+
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(_TMP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not psutil.pid_exists(int(pid_text)):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
 
 
 class S3ObjectStore:

@@ -77,3 +77,17 @@ def test_parse_s3_uri() -> None:
     assert str(uri) == "s3://my-bucket/iris/results"
     with pytest.raises(ObjectStoreError, match="not an S3 URI"):
         parse_s3_uri("https://my-bucket/x")
+
+
+def test_a_dead_writers_temporary_file_is_removed_by_the_next_write(tmp_path) -> None:
+    store = LocalObjectStore(tmp_path)
+    store.put_bytes("bucket", "results/a.out", b"first")
+    folder = tmp_path / "s3" / "bucket" / "results"
+    dead = folder / ".tmp-99999999-abcd"  # above Linux's largest pid_max (2**22): never a live process
+    dead.write_bytes(b"")
+    live = folder / f".tmp-{os.getppid()}-efgh"  # a running process's (our parent): kept
+    live.write_bytes(b"")
+    assert store.list_keys("bucket", "results/") == ["results/a.out"]
+    store.put_bytes("bucket", "results/b.out", b"second")
+    assert not dead.exists() and live.exists()
+    assert sorted(p.name for p in folder.iterdir()) == [live.name, "a.out", "b.out"]
