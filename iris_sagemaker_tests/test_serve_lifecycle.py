@@ -46,6 +46,21 @@ def _slow_training(root: Path, name: str):
     return server, s3, sm
 
 
+def _model_in_folder(root: Path, s3, sm, name: str) -> None:
+    """A model whose artifact is written straight into the folder (as make run would), and test rows."""
+    from iris_sagemaker.local_sagemaker import knn
+
+    labels, features = iris_like()
+    params = knn.parse_hyperparameters(
+        {"feature_dim": "4", "k": "3", "predictor_type": "classifier", "sample_size": "150"}
+    )
+    artifact = root / "s3" / BUCKET / "model" / "model.tar.gz"
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    artifact.write_bytes(knn.dump_model(knn.train(params, labels, features)))
+    sm.create_model(**model_request(name, f"s3://{BUCKET}/model/model.tar.gz"))
+    s3.put_object(Bucket=BUCKET, Key="in/test.csv", Body=to_csv(features))
+
+
 def _record(root: Path, name: str) -> dict:
     return json.loads((root / "sagemaker" / "training-jobs" / f"{name}.json").read_text())
 
@@ -130,19 +145,7 @@ def test_stop_requests_over_http_end_jobs_stopped_and_the_waiters_return(tmp_pat
         assert sm.describe_training_job(TrainingJobName="to-stop")["TrainingJobStatus"] == "Stopped"
         with pytest.raises(ClientError, match="is in status Stopped"):
             sm.stop_training_job(TrainingJobName="to-stop")
-        # A model whose artifact is in place (written straight into the folder, as make run would).
-        from iris_sagemaker.local_sagemaker import knn
-        from iris_sagemaker.local_sagemaker.knn import parse_hyperparameters
-
-        labels, features = iris_like()
-        params = parse_hyperparameters(
-            {"feature_dim": "4", "k": "3", "predictor_type": "classifier", "sample_size": "150"}
-        )
-        artifact = root / "s3" / BUCKET / "model" / "model.tar.gz"
-        artifact.parent.mkdir(parents=True)
-        artifact.write_bytes(knn.dump_model(knn.train(params, labels, features)))
-        sm.create_model(**model_request("stop-model", f"s3://{BUCKET}/model/model.tar.gz"))
-        s3.put_object(Bucket=BUCKET, Key="in/test.csv", Body=to_csv(features))
+        _model_in_folder(root, s3, sm, "stop-model")
         sm.create_transform_job(
             **transform_request(
                 "stop-transform", "stop-model", f"s3://{BUCKET}/in/test.csv", f"s3://{BUCKET}/scored"
@@ -158,3 +161,36 @@ def test_stop_requests_over_http_end_jobs_stopped_and_the_waiters_return(tmp_pat
         assert s3.list_objects_v2(Bucket=BUCKET, Prefix="scored/")["KeyCount"] == 0
     finally:
         server.stop()
+
+
+def test_kill_9_during_a_transform_leaves_no_output_and_its_temporary_file_goes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    slow = start_server(root, {TEST_DELAY_ENV: "30"})
+    scored = root / "s3" / BUCKET / "scored"
+    try:
+        s3, sm = _seed(slow)
+        _model_in_folder(root, s3, sm, "kill-model")
+        request = transform_request(
+            "killed-t", "kill-model", f"s3://{BUCKET}/in/test.csv", f"s3://{BUCKET}/scored"
+        )
+        sm.create_transform_job(**request)
+        deadline = time.monotonic() + 20
+        while not list(scored.glob(".tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(scored.glob(".tmp-*")), "the transform was writing its output"
+    finally:
+        slow.stop(signal.SIGKILL)
+    again = start_server(root)
+    try:
+        s3, sm = client(again, "s3"), client(again, "sagemaker")
+        described = sm.describe_transform_job(TransformJobName="killed-t")
+        assert described["TransformJobStatus"] == "Failed" and "died" in described["FailureReason"]
+        assert not (scored / "test.csv.out").exists()
+        sm.create_transform_job(**{**request, "TransformJobName": "rerun-t"})
+        sm.get_waiter("transform_job_completed_or_stopped").wait(
+            TransformJobName="rerun-t", WaiterConfig=FAST
+        )
+    finally:
+        again.stop()
+    assert (scored / "test.csv.out").is_file()
+    assert not list(scored.glob(".tmp-*"))  # the rerun's write removed the dead writer's temporary file
