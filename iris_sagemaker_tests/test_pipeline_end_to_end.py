@@ -1,4 +1,4 @@
-"""The six assets, materialized for real on the local backend (embedded SageMaker, local bucket)."""
+"""The seven assets, materialized for real on the local backend (embedded SageMaker, local bucket)."""
 
 from __future__ import annotations
 

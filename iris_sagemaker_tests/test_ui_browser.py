@@ -1,9 +1,10 @@
 """The Dagster UI in a real browser: what an operator sees after ``make dev``.
 
 Starts ``dagster dev`` (workspace.yaml, 127.0.0.1, a free port, a temporary DAGSTER_HOME and local backend
-folder), drives Debian's Chromium with Playwright, and checks the asset graph (six assets, their lineage
-edges), "Materialize all" (the run reaches SUCCESS) and ``test_predictions``' page (accuracy, confusion
-matrix). Screenshots go to ``test-artifacts/ui/``.
+folder), drives Debian's Chromium with Playwright, and checks the asset graph (seven assets, their lineage
+edges), "Materialize all" (the run reaches SUCCESS), ``test_predictions``' page (accuracy, confusion
+matrix) and ``knn_endpoint``'s (the live endpoint's name, status, latency and agreement). Screenshots go
+to ``test-artifacts/ui/``.
 
 Every process the test starts (``dagster dev`` and its code server, gRPC server, webserver, daemon and run
 workers; Playwright's driver and Chromium) is recorded by PID while it lives and is gone when the test ends:
@@ -614,7 +615,7 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
     expect(page.get_by_text(f"Launched run {run_id[:8]}")).to_be_visible()
     shot(page, "02-run-launched")
 
-    # 3. The run succeeds (the daemon dequeues it, the in-process executor runs the six steps); its page
+    # 3. The run succeeds (the daemon dequeues it, the in-process executor runs the steps); its page
     #    says so.
     page.goto(f"{dev.url}/runs/{run_id}")
     status = wait_for_run(dev, page, run_id)
