@@ -10,6 +10,7 @@ reason.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,8 +33,10 @@ def endpoint_waiting(is_local: bool) -> Waiting:
     return LOCAL_ENDPOINT_WAITING if is_local else AWS_ENDPOINT_WAITING
 
 
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
+def _missing(err: ClientError) -> bool:
+    """Whether ``err`` says there is no such endpoint (SageMaker's ValidationException "Could not find")."""
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    return code == "ValidationException" and "Could not find endpoint" in str(err)
 
 
 def describe_endpoint(client: Any, name: str) -> dict[str, Any] | None:
@@ -41,7 +44,7 @@ def describe_endpoint(client: Any, name: str) -> dict[str, Any] | None:
     try:
         return client.describe_endpoint(EndpointName=name)
     except ClientError as err:
-        if _code(err) == "ValidationException" and "Could not find endpoint" in str(err):
+        if _missing(err):
             return None
         raise
 
@@ -127,7 +130,7 @@ def _settle(
             done=lambda status: status not in SETTLING,
         )
     except ClientError as err:
-        if "Could not find endpoint" in str(err):
+        if _missing(err):
             return None
         raise
 
@@ -190,7 +193,5 @@ def invoke_rows(
 
 
 def _invoke(runtime: Any, endpoint_name: str, body: str) -> list[float]:
-    import json
-
     response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=body.encode(), ContentType="text/csv")
     return [float(entry["predicted_label"]) for entry in json.loads(response["Body"].read())["predictions"]]

@@ -1,5 +1,5 @@
 """Reading S3 data sources through the object store: which objects a data source names, and their
-lines (gunzipped when compressed), streamed in bounded chunks."""
+lines (gunzipped when compressed), streamed in bounded chunks; and the model artifact a container names."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import gzip
 from collections.abc import Iterator
 from typing import IO, Any
 
-from iris_sagemaker.storage import ObjectStore, ObjectStoreError, S3Uri, parse_s3_uri
+from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError, S3Uri, parse_s3_uri
 
+from . import knn
 from .errors import AlgorithmClientError
 from .formats import Payload, iter_lines, line_chunks
 
@@ -19,6 +20,16 @@ def source_uri(uri: str, what: str) -> S3Uri:
         return parse_s3_uri(uri)
     except ObjectStoreError as err:
         raise AlgorithmClientError(f"{what} {uri!r} is not usable by the embedded engine: {err}") from None
+
+
+def read_model(store: ObjectStore, url: str) -> knn.KnnModel:
+    """The k-NN model at ``url`` (a ModelDataUrl); AlgorithmClientError when it cannot be read."""
+    uri = source_uri(url, "ModelDataUrl")
+    try:
+        data = store.get_bytes(uri.bucket, uri.key)
+    except (ObjectNotFound, ObjectStoreError) as err:
+        raise AlgorithmClientError(f"Could not read the model data at {url}: {err}") from None
+    return knn.load_model(data)
 
 
 def matched_keys(store: ObjectStore, s3_data_source: dict[str, Any], what: str) -> tuple[S3Uri, list[str]]:

@@ -322,9 +322,7 @@ class LocalSageMakerClient:
     def create_endpoint_config(self, **request: Any) -> dict[str, Any]:
         op = "CreateEndpointConfig"
         validate_request(op, request)
-        for field in _UNSUPPORTED_CONFIG_FIELDS:
-            if request.get(field):
-                raise validation_error(f"{field} is not supported by the embedded SageMaker engine.", op)
+        _refuse_unsupported(request, _UNSUPPORTED_CONFIG_FIELDS, op)
         variants = request["ProductionVariants"]
         if len(variants) != 1:
             raise validation_error(
@@ -391,8 +389,7 @@ class LocalSageMakerClient:
     def create_endpoint(self, **request: Any) -> dict[str, Any]:
         op = "CreateEndpoint"
         validate_request(op, request)
-        if request.get("DeploymentConfig"):
-            raise validation_error("DeploymentConfig is not supported by the embedded SageMaker engine.", op)
+        _refuse_unsupported(request, ("DeploymentConfig",), op)
         config = self._config_record(request["EndpointConfigName"], op)
         name = request["EndpointName"]
         arn = self._arn("endpoint", name)
@@ -433,9 +430,7 @@ class LocalSageMakerClient:
     def update_endpoint(self, **request: Any) -> dict[str, Any]:
         op = "UpdateEndpoint"
         validate_request(op, request)
-        for field in ("DeploymentConfig", "ExcludeRetainedVariantProperties"):
-            if request.get(field):
-                raise validation_error(f"{field} is not supported by the embedded SageMaker engine.", op)
+        _refuse_unsupported(request, ("DeploymentConfig", "ExcludeRetainedVariantProperties"), op)
         name = request["EndpointName"]
         current = self._endpoint_record(name, op)
         config = self._config_record(request["EndpointConfigName"], op)
@@ -569,6 +564,13 @@ def api_response(body: dict[str, Any]) -> dict[str, Any]:
         "RetryAttempts": 0,
     }
     return body
+
+
+def _refuse_unsupported(request: dict[str, Any], fields: tuple[str, ...], op: str) -> None:
+    """ValidationException for the first of ``fields`` the request sets: the engine cannot honour it."""
+    for field in fields:
+        if request.get(field):
+            raise validation_error(f"{field} is not supported by the embedded SageMaker engine.", op)
 
 
 def _check_s3_uri(uri: str, what: str, op: str) -> Any:

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-from botocore.loaders import Loader
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import OperationModel
 from botocore.validate import ParamValidator
 
 from .client import ACCOUNT_ID, api_response
 from .endpoints import LOG_GROUP_PREFIX
-from .logs import LogEvent, read_events
+from .errors import client_error
+from .logs import LogEvent, log_path, read_events
 from .records import ENDPOINTS, TRAINING_JOBS, TRANSFORM_JOBS, RecordStore
+from .validation import other_service_model
 
 SERVICE = "logs"
 JOB_GROUPS = {"/aws/sagemaker/TrainingJobs": TRAINING_JOBS, "/aws/sagemaker/TransformJobs": TRANSFORM_JOBS}
@@ -37,24 +36,9 @@ INVALID = "InvalidParameterException"
 _DEFAULT_EVENTS = 10_000
 _DEFAULT_STREAMS = 50
 
-_lock = threading.Lock()
-_model: list[ServiceModel] = []
-
 
 def operation_model(operation: str) -> OperationModel:
-    if not _model:
-        with _lock:
-            if not _model:
-                _model.append(ServiceModel(Loader().load_service_model(SERVICE, "service-2"), SERVICE))
-    return _model[0].operation_model(operation)
-
-
-def logs_error(code: str, message: str, operation: str) -> ClientError:
-    response = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 400, "RetryAttempts": 0},
-    }
-    return ClientError(response, operation)  # type: ignore[arg-type]
+    return other_service_model(SERVICE).operation_model(operation)
 
 
 @dataclass(frozen=True)
@@ -83,7 +67,7 @@ class LocalLogsClient:
         streams = [self._summary(group, stream) for stream in self._streams(group, prefix)]
         order = request.get("orderBy", "LogStreamName")
         if order == "LastEventTime" and prefix:
-            raise logs_error(INVALID, "Cannot order by LastEventTime with a logStreamNamePrefix.", op)
+            raise client_error(INVALID, "Cannot order by LastEventTime with a logStreamNamePrefix.", op)
         key = "logStreamName" if order == "LogStreamName" else "lastEventTimestamp"
         streams.sort(
             key=lambda s: (s.get(key, 0), s["logStreamName"]), reverse=bool(request.get("descending"))
@@ -103,7 +87,7 @@ class LocalLogsClient:
         name = request["logStreamName"]
         matches = [stream for stream in self._streams(group, name) if stream.name == name]
         if not matches:
-            raise logs_error(NOT_FOUND, "The specified log stream does not exist.", op)
+            raise client_error(NOT_FOUND, "The specified log stream does not exist.", op)
         events = _in_range(_all_events(matches[0].path), request.get("startTime"), request.get("endTime"))
         limit = request.get("limit", _DEFAULT_EVENTS)
         token = request.get("nextToken")
@@ -143,18 +127,14 @@ class LocalLogsClient:
             endpoint = group[len(LOG_GROUP_PREFIX) :]
             if self._endpoint_log(endpoint) is not None:
                 return group
-        raise logs_error(NOT_FOUND, "The specified log group does not exist.", op)
+        raise client_error(NOT_FOUND, "The specified log group does not exist.", op)
 
     def _endpoint_log(self, endpoint: str) -> Path | None:
         try:
-            path = self._log_file(ENDPOINTS, endpoint)
+            path = log_path(self._records, ENDPOINTS, endpoint)
         except ValueError:
             return None
         return path if path.is_file() else None
-
-    def _log_file(self, folder: str, name: str) -> Path:
-        stem = self._records.path(folder, name).stem  # validates the name
-        return self._records.base / "logs" / folder / f"{stem}.log"
 
     def _streams(self, group: str, prefix: str) -> list[Stream]:
         if group.startswith(LOG_GROUP_PREFIX):
@@ -172,7 +152,7 @@ class LocalLogsClient:
         streams = []
         for name in names:
             try:
-                path = self._log_file(folder, name)
+                path = log_path(self._records, folder, name)
             except ValueError:
                 continue
             if not path.is_file():
@@ -242,7 +222,7 @@ def _first_event_ms(path: Path) -> int:
 def _token(token: str, op: str) -> tuple[str, int]:
     direction, _, position = token.partition("/")
     if direction not in ("f", "b") or not position.isdigit():
-        raise logs_error(INVALID, f"The specified nextToken is invalid: {token!r}.", op)
+        raise client_error(INVALID, f"The specified nextToken is invalid: {token!r}.", op)
     return direction, int(position)
 
 
@@ -250,11 +230,11 @@ def _offset(token: str | None, op: str) -> int:
     if not token:
         return 0
     if not token.isdigit():
-        raise logs_error(INVALID, f"The specified nextToken is invalid: {token!r}.", op)
+        raise client_error(INVALID, f"The specified nextToken is invalid: {token!r}.", op)
     return int(token)
 
 
 def _validate(op: str, request: dict[str, Any]) -> None:
     report = ParamValidator().validate(dict(request), operation_model(op).input_shape)
     if report.has_errors():
-        raise logs_error(INVALID, f"Parameter validation failed:\n{report.generate_report()}", op)
+        raise client_error(INVALID, f"Parameter validation failed:\n{report.generate_report()}", op)

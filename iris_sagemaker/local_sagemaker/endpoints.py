@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError, parse_s3_uri
+from iris_sagemaker.storage import ObjectStore
 
 from . import knn
+from .channels import read_model
 from .errors import JobFailure
-from .jobs import owner_alive, registered_thread
+from .jobs import discard_thread, owner_alive, registered_thread
 from .logs import JobLog, log_path
 from .records import ENDPOINT_CONFIGS, ENDPOINTS, MODELS, Record, RecordStore, now, to_json_time
 
@@ -64,18 +65,6 @@ def deployment_of(records: RecordStore, config_name: str) -> Deployment:
     return Deployment(config_name, variant, model["name"], container["Image"], container["ModelDataUrl"])
 
 
-def load_model(store: ObjectStore, url: str) -> knn.KnnModel:
-    """The k-NN model at ``url``; JobFailure (a FailureReason) when it cannot be read."""
-    try:
-        uri = parse_s3_uri(url)
-        data = store.get_bytes(uri.bucket, uri.key)
-    except (ObjectNotFound, ObjectStoreError) as err:
-        raise JobFailure(f"ClientError: Could not read the model data at {url}: {err}") from None
-    except OSError as err:
-        raise JobFailure(f"InternalServerError: Could not read the model data at {url}: {err}") from None
-    return knn.load_model(data)
-
-
 def variants_state(deployment: Deployment, when: str) -> list[dict[str, Any]]:
     """DescribeEndpoint's ProductionVariants for a deployed config."""
     variant = deployment.variant
@@ -103,7 +92,7 @@ class ServedModels:
     """Each endpoint's loaded model, in this process (loaded on first use, replaced when redeployed)."""
 
     def __init__(self, store: ObjectStore) -> None:
-        self._store = store
+        self.store = store
         self._lock = threading.Lock()
         self._models: dict[str, tuple[str, knn.KnnModel]] = {}
         self._loading: dict[str, threading.Lock] = {}
@@ -120,7 +109,7 @@ class ServedModels:
                 held = self._models.get(key)
             if held is not None and held[0] == model_data_url:
                 return held[1]
-            model = load_model(self._store, model_data_url)
+            model = read_model(self.store, model_data_url)
             self.put(endpoint, model_data_url, model)
             return model
 
@@ -153,8 +142,6 @@ class EndpointDeployer:
             f"local-sagemaker-endpoint-{name}", lambda: self._deploy(name, config_name)
         )
         if not create(owner):
-            from .jobs import discard_thread
-
             discard_thread(owner)
             return False
         thread.start()
@@ -165,7 +152,7 @@ class EndpointDeployer:
         try:
             deployment = deployment_of(self.records, config_name)
             log.write(f"loading model {deployment.model_name} from {deployment.model_data_url}")
-            model = load_model(self.served._store, deployment.model_data_url)
+            model = read_model(self.served.store, deployment.model_data_url)
         except JobFailure as failure:
             self._fail(name, config_name, str(failure), log)
             return

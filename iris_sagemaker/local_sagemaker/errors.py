@@ -7,6 +7,8 @@ job's ``FailureReason``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
 VALIDATION = "ValidationException"
@@ -14,10 +16,12 @@ RESOURCE_IN_USE = "ResourceInUse"
 RESOURCE_NOT_FOUND = "ResourceNotFound"
 
 
-def client_error(code: str, message: str, operation: str, status: int = 400) -> ClientError:
+def client_error(code: str, message: str, operation: str, status: int = 400, **fields: Any) -> ClientError:
+    """A ClientError as botocore raises it; ``fields`` are the error shape's modeled members."""
     response = {
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 0},
+        **fields,
     }
     return ClientError(response, operation)  # type: ignore[arg-type]
 

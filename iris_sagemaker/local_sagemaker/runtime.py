@@ -12,21 +12,19 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError
-from botocore.loaders import Loader
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import OperationModel
 from botocore.response import StreamingBody
 from botocore.validate import ParamValidator
 
 from .client import ACCOUNT_ID, LocalSageMakerClient
 from .endpoints import LOG_GROUP_PREFIX, SERVING
-from .errors import JobFailure
+from .errors import JobFailure, client_error
 from .formats import FormatError, decode_request, encode_response, parse_media_type, response_format
-from .validation import check_value, format_errors
+from .validation import check_value, format_errors, other_service_model
 
 SERVICE = "sagemaker-runtime"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # 6291456: InvokeEndpoint's payload limit
@@ -41,26 +39,14 @@ _UNSUPPORTED = (
     "SessionId",
 )
 
-_lock = threading.Lock()
-_model: list[ServiceModel] = []
-
 
 def operation_model(operation: str = "InvokeEndpoint") -> OperationModel:
-    """botocore's ``sagemaker-runtime`` model (small; loaded once per process)."""
-    if not _model:
-        with _lock:
-            if not _model:
-                _model.append(ServiceModel(Loader().load_service_model(SERVICE, "service-2"), SERVICE))
-    return _model[0].operation_model(operation)
+    """botocore's ``sagemaker-runtime`` model of ``operation``."""
+    return other_service_model(SERVICE).operation_model(operation)
 
 
 def runtime_error(code: str, message: str, status: int, **fields: Any) -> ClientError:
-    response: dict[str, Any] = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 0},
-        **fields,
-    }
-    return ClientError(response, "InvokeEndpoint")  # type: ignore[arg-type]
+    return client_error(code, message, "InvokeEndpoint", status, **fields)
 
 
 class LocalSageMakerRuntimeClient:

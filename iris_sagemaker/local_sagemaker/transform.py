@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError
+from iris_sagemaker.storage import ObjectStore
 
 from . import knn
-from .channels import matched_keys, object_chunks, object_lines, open_object, source_uri
+from .channels import matched_keys, object_chunks, object_lines, open_object, read_model, source_uri
 from .errors import AlgorithmClientError
 from .formats import (
     CSV,
@@ -96,7 +96,7 @@ def run_transform(
     request: dict[str, Any], model_data_url: str, store: ObjectStore, ctx: JobContext
 ) -> dict[str, Any]:
     settings = settings_from(request)
-    model = _load_model(store, model_data_url)
+    model = read_model(store, model_data_url)
     ctx.log(
         f"model loaded from {model_data_url}: {model.config.index_type} "
         f"({model.config.index_metric}), {model.index.ntotal} vectors, d={model.config.feature_dim}, "
@@ -115,15 +115,6 @@ def run_transform(
         target = output_key(in_uri.key, key, out_uri.key)
         _transform_object(store, model, settings, (in_uri.bucket, key), (out_uri.bucket, target), ctx)
     return {}
-
-
-def _load_model(store: ObjectStore, url: str) -> knn.KnnModel:
-    uri = source_uri(url, "ModelDataUrl")
-    try:
-        data = store.get_bytes(uri.bucket, uri.key)
-    except (ObjectNotFound, ObjectStoreError) as err:
-        raise AlgorithmClientError(f"Could not read the model data at {url}: {err}") from None
-    return knn.load_model(data)
 
 
 class _Progress:

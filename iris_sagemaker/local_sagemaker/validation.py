@@ -16,6 +16,7 @@ ranges) are translated to Python's ``re``; a pattern that still cannot compile i
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -62,6 +63,14 @@ def service_model() -> ServiceModel:
 
 def operation_model(operation: str) -> OperationModel:
     return service_model().operation_model(operation)
+
+
+@functools.cache
+def other_service_model(service: str) -> ServiceModel:
+    """botocore's model of a service beside SageMaker (``sagemaker-runtime``, ``logs``), loaded once."""
+    from botocore.loaders import Loader
+
+    return ServiceModel(Loader().load_service_model(service, "service-2"), service_name=service)
 
 
 def validate_request(operation: str, params: Mapping[str, Any]) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,6 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
 
     def client_env(self) -> dict[str, str]:
         """Environment variables that point boto3 at this server (with throwaway credentials)."""
@@ -91,13 +87,3 @@ def start_server(
         server.stop(signal.SIGKILL)
         raise RuntimeError("iris-sagemaker serve did not start:\n" + "\n".join(lines))
     return ServerProcess(found[0], process, lines)
-
-
-@contextlib.contextmanager
-def running_server(root: Path, env: Mapping[str, str] | None = None) -> Iterator[ServerProcess]:
-    """A server for the block; stopped (and waited for) however the block ends."""
-    server = start_server(root, env)
-    try:
-        yield server
-    finally:
-        server.stop()
