@@ -156,16 +156,18 @@ def test_non_numeric_cell_names_the_row(lab):
 
 def test_training_channel_problems(lab):
     job = lab.train(
-        "no-content-type",
+        "json-content-type",
         InputDataConfig=[
             {
                 "ChannelName": "train",
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/none/"}},
+                "ContentType": "application/json",
             }
         ],
     )
     assert job["FailureReason"].startswith(
-        "ClientError: channel 'train': content type application/x-recordio-protobuf is not supported"
+        "ClientError: channel 'train': content type application/json is not supported by k-NN; use "
+        "application/x-recordio-protobuf (the default) or text/csv"
     )
     missing = lab.train(
         "no-objects",

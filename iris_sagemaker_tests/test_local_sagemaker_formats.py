@@ -63,9 +63,9 @@ def test_decode_jsonlines_and_errors():
     with pytest.raises(f.FormatError, match=r"record 1 of the JSON request .* has no features"):
         f.decode_request(b'{"x": 1}', _media("application/json"), 4, "req")
     with pytest.raises(
-        f.FormatError, match="content type 'application/x-recordio-protobuf' is not supported"
+        f.FormatError, match="content type 'application/x-image' is not supported"
     ):
-        f.decode_request(b"", _media("application/x-recordio-protobuf"), 4, "req")
+        f.decode_request(b"", _media("application/x-image"), 4, "req")
 
 
 def test_response_formats():

@@ -28,10 +28,10 @@ def test_training_log(lab, tmp_path):
     )
     lines, offset = _all_lines(lab, "TrainingJob", "logged")
     assert lines[0].startswith("Training job logged started (pid ")
-    assert "reading s3://bucket/logged/input/train.csv (channel train)" in lines
+    assert "reading s3://bucket/logged/input/train.csv (channel train, text/csv)" in lines
     assert "read 105 rows (sampled 105)" in lines  # sample_size above the row count: every row
     assert "index faiss.Flat built: 105 vectors, d=4, metric L2" in lines
-    assert "reading s3://bucket/logged/input/test.csv (channel test)" in lines
+    assert "reading s3://bucket/logged/input/test.csv (channel test, text/csv)" in lines
     assert any(line.startswith("test:accuracy = ") for line in lines)
     assert "wrote s3://bucket/results/logged/output/model.tar.gz" in lines
     assert lines[-1] == "job Completed"

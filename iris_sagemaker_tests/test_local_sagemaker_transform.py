@@ -162,12 +162,13 @@ def test_wrong_feature_count_fails(lab, iris):
     ("options", "reason"),
     [
         (
-            {"SplitType": "RecordIO"},
-            "ClientError: SplitType RecordIO is not supported by the embedded engine",
+            {"SplitType": "TFRecord"},
+            "ClientError: SplitType TFRecord is not supported by the embedded engine; use Line, RecordIO "
+            "or None",
         ),
         (
-            {"ContentType": "application/x-recordio-protobuf"},
-            "ClientError: ContentType application/x-recordio",
+            {"ContentType": "application/x-image"},
+            "ClientError: ContentType application/x-image is not supported by the embedded engine",
         ),
         (
             {"Accept": "text/csv"},

@@ -1,14 +1,23 @@
-"""Reading S3 data sources through the object store: which objects a data source names, and their
-lines (gunzipped when compressed), streamed in bounded chunks; and the model artifact a container names."""
+"""Reading S3 data sources through the object store: which objects a data source names (an ``S3Prefix``,
+or a ``ManifestFile`` listing them), and their lines (gunzipped when compressed), streamed in bounded
+chunks; and the model artifact a container names."""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError, S3Uri, parse_s3_uri
+from iris_sagemaker.storage import (
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    S3Uri,
+    parse_s3_uri,
+    validate_key,
+)
 
 from . import knn
 from .errors import AlgorithmClientError
@@ -32,14 +41,25 @@ def read_model(store: ObjectStore, url: str) -> knn.KnnModel:
     return knn.load_model(data)
 
 
+SUPPORTED_DATA_TYPES = ("S3Prefix", "ManifestFile")
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
 def matched_keys(store: ObjectStore, s3_data_source: dict[str, Any], what: str) -> tuple[S3Uri, list[str]]:
-    """The objects an ``S3Prefix`` data source names: every key starting with its URI's key."""
+    """The objects a data source names, and the prefix their output names are relative to.
+
+    ``S3Prefix``: every key starting with the URI's key. ``ManifestFile``: the URI names a JSON manifest,
+    ``[{"prefix": "s3://BUCKET/PREFIX"}, "relative/key", ...]``, whose keys are relative to its prefix.
+    """
     data_type = s3_data_source.get("S3DataType", "S3Prefix")
-    if data_type != "S3Prefix":
+    if data_type not in SUPPORTED_DATA_TYPES:
         raise AlgorithmClientError(
-            f"{what}: S3DataType {data_type} is not supported by the embedded engine; use S3Prefix."
+            f"{what}: S3DataType {data_type} is not supported by the embedded engine; use S3Prefix or "
+            "ManifestFile."
         )
     uri = source_uri(s3_data_source["S3Uri"], what)
+    if data_type == "ManifestFile":
+        return manifest_keys(store, uri, what)
     try:
         keys = [key for key in store.list_keys(uri.bucket, uri.key) if not key.endswith("/")]
     except (ObjectStoreError, FileNotFoundError) as err:
@@ -50,6 +70,50 @@ def matched_keys(store: ObjectStore, s3_data_source: dict[str, Any], what: str) 
             "exists and that objects exist under that S3 prefix."
         )
     return uri, keys
+
+
+def manifest_keys(store: ObjectStore, manifest: S3Uri, what: str) -> tuple[S3Uri, list[str]]:
+    """The prefix and the full keys a manifest file lists; AlgorithmClientError naming the entry that is
+    wrong, or an object the manifest lists but the bucket does not hold."""
+    try:
+        with store.open_read(manifest.bucket, manifest.key) as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+    except (ObjectNotFound, ObjectStoreError) as err:
+        raise AlgorithmClientError(f"{what}: cannot read the manifest file {manifest}: {err}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise AlgorithmClientError(f"{what}: the manifest file {manifest} is larger than 64 MB.")
+    try:
+        entries = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AlgorithmClientError(f"{what}: the manifest file {manifest} is not valid JSON: {err}") from None
+    head = entries[0] if isinstance(entries, list) and entries else None
+    if not isinstance(head, dict) or not isinstance(head.get("prefix"), str):
+        raise AlgorithmClientError(
+            f'{what}: the manifest file {manifest} must be a JSON list whose first element is '
+            '{"prefix": "s3://BUCKET/PREFIX/"}, followed by the keys relative to that prefix.'
+        )
+    prefix = source_uri(head["prefix"], f"the prefix of the manifest file {manifest}")
+    keys = []
+    for number, relative in enumerate(entries[1:], start=2):
+        key = prefix.key + relative if isinstance(relative, str) else None
+        try:
+            if key is None or not relative:
+                raise ObjectStoreError("it must be a non-empty string")
+            validate_key(key)
+        except ObjectStoreError as err:
+            raise AlgorithmClientError(
+                f"{what}: element {number} of the manifest file {manifest} ({relative!r}) is not a key "
+                f"relative to {prefix}: {err}"
+            ) from None
+        if not store.exists(prefix.bucket, key):
+            raise AlgorithmClientError(
+                f"{what}: the manifest file {manifest} lists s3://{prefix.bucket}/{key}, which does not "
+                "exist."
+            )
+        keys.append(key)
+    if not keys:
+        raise AlgorithmClientError(f"{what}: the manifest file {manifest} lists no objects.")
+    return prefix, keys
 
 
 @contextlib.contextmanager

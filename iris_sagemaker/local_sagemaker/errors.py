@@ -34,6 +34,10 @@ def not_found(operation: str) -> ClientError:
     return validation_error("Requested resource not found.", operation)
 
 
+class FormatError(ValueError):
+    """Data that cannot be parsed; the message names the row or record."""
+
+
 class JobFailure(Exception):
     """A job ends ``Failed`` with ``str(self)`` as its FailureReason."""
 

@@ -5,7 +5,8 @@ Requests (SageMaker's k-NN request formats):
 * ``text/csv``: one record per line, features only (``label_size`` 0, the default);
 * ``application/json``: ``{"instances": [{"features": [...]}, {"data": {"features": {"values": [...]}}}]}``
   (a payload may hold several such documents one after another, as batch transform joins records);
-* ``application/jsonlines``: one instance object per line.
+* ``application/jsonlines``: one instance object per line;
+* ``application/x-recordio-protobuf``: RecordIO-protobuf records (:mod:`.recordio`).
 
 CSV is parsed a mini-batch at a time by pandas' C parser; anything it does not read cleanly (a bad cell,
 a wrong column count, a non-finite value) is parsed again by the exact row-by-row parser, whose error
@@ -15,7 +16,8 @@ Responses: ``application/json`` (the default) gives ``{"predictions": [{"predict
 ``application/jsonlines`` gives one ``{"predicted_label": 2.0}`` per line (each line ends with a
 newline); adding ``; verbose=true`` adds ``distances`` (nearest first: ascending squared L2 distances
 for L2; descending similarities for INNER_PRODUCT and COSINE, as faiss reports them) and ``labels``
-(the neighbours' labels in the same order).
+(the neighbours' labels in the same order). ``application/x-recordio-protobuf`` gives one record per row
+with the same members as float32 tensors.
 """
 
 from __future__ import annotations
@@ -29,18 +31,18 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from . import recordio
+from .errors import FormatError
+from .recordio import RECORDIO
+
 CSV = "text/csv"
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
-REQUEST_TYPES = (CSV, JSON, JSONLINES)
-RESPONSE_TYPES = (JSON, JSONLINES)
+REQUEST_TYPES = (CSV, JSON, JSONLINES, RECORDIO)
+RESPONSE_TYPES = (JSON, JSONLINES, RECORDIO)
 _READ_CHUNK = 1 << 20
 STREAM_CHUNK_BYTES = 4 << 20  # mini-batch size in bytes when no payload limit applies
 SMALL_CSV_BYTES = 4096  # below this, the exact row parser is faster than pandas' C parser
-
-
-class FormatError(ValueError):
-    """Data that cannot be parsed; the message names the row or record."""
 
 
 class ColumnCountError(FormatError):
@@ -232,7 +234,8 @@ def decode_request(
 ) -> np.ndarray:
     """The (n, feature_dim) float32 features of one request payload.
 
-    ``first_line`` is the line of ``source`` where the payload starts, so messages name real lines.
+    ``first_line`` is the line of ``source`` where the payload starts (for RecordIO-protobuf, its first
+    record's number), so messages name real lines and records.
     """
     if content_type.media == CSV:
         label_size = content_type.params.get("label_size", "0")
@@ -249,6 +252,8 @@ def decode_request(
         ]
         instances = [_load_json(line, f"line {number} of {source}") for number, line in numbered]
         return _features_array(instances, feature_dim, lambda i: f"line {numbered[i][0]} of {source}")
+    if content_type.media == RECORDIO:
+        return recordio.decode_features(payload, feature_dim, source, first_line)
     raise FormatError(
         f"content type {content_type.media!r} is not supported by the embedded engine; "
         f"use one of {', '.join(REQUEST_TYPES)}"
@@ -353,6 +358,8 @@ def encode_response(
     fmt: ResponseFormat, predicted: np.ndarray, distances: np.ndarray, labels: np.ndarray
 ) -> bytes:
     """One response body for the rows of one request."""
+    if fmt.media == RECORDIO:
+        return recordio.encode_predictions(predicted, distances, labels, fmt.verbose)
     entries = encode_entries(fmt, predicted, distances, labels)
     return (document_open(fmt) + entries + document_close(fmt)).encode("utf-8")
 

@@ -106,7 +106,8 @@ class LocalSageMakerRuntimeClient:
             content_type = request.get("ContentType")
             if not content_type:
                 raise FormatError(
-                    "no ContentType given: send text/csv, application/json or application/jsonlines"
+                    "no ContentType given: send text/csv, application/json, application/jsonlines or "
+                    "application/x-recordio-protobuf"
                 )
             features = decode_request(
                 body, parse_media_type(content_type, ""), model.config.feature_dim, "the request"

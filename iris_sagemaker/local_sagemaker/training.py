@@ -11,15 +11,16 @@ import numpy as np
 
 from iris_sagemaker.storage import ObjectStore, S3Uri
 
-from . import knn
+from . import knn, recordio
 from .channels import matched_keys, object_chunks, open_object, source_uri
 from .errors import AlgorithmClientError
-from .formats import ColumnCountError, FormatError, parse_csv, parse_media_type
+from .formats import CSV, ColumnCountError, FormatError, parse_csv, parse_media_type
 from .jobs import JobContext
 from .records import now, to_json_time
 
 CHANNELS = ("train", "test")
-_DEFAULT_CONTENT_TYPE = "application/x-recordio-protobuf"  # k-NN's default when ContentType is unset
+_DEFAULT_CONTENT_TYPE = recordio.RECORDIO  # k-NN's default when ContentType is unset
+_CONTENT_TYPES = (CSV, recordio.RECORDIO)
 
 
 @dataclass(frozen=True)
@@ -89,22 +90,27 @@ def _channels(config: list[dict[str, Any]]) -> dict[str, Channel]:
         _check_channel(name, spec)
         channels[name] = Channel(name, spec)
     if "train" not in channels:
-        raise AlgorithmClientError("InputDataConfig must have a 'train' channel (text/csv, label first).")
+        raise AlgorithmClientError(
+            "InputDataConfig must have a 'train' channel (RecordIO-protobuf, or text/csv with the label "
+            "first)."
+        )
     return channels
 
 
 def _check_channel(name: str, spec: dict[str, Any]) -> None:
-    media = parse_media_type(spec.get("ContentType"), _DEFAULT_CONTENT_TYPE)
-    if media.media != "text/csv":
+    media = content_type(spec)
+    if media not in _CONTENT_TYPES:
         raise AlgorithmClientError(
-            f"channel {name!r}: content type {media.media} is not supported by the embedded engine; set "
-            "ContentType to text/csv (label in the first column, no header)."
+            f"channel {name!r}: content type {media} is not supported by k-NN; use "
+            f"{recordio.RECORDIO} (the default) or text/csv (label in the first column, no header)."
         )
-    if media.params.get("label_size", "1") != "1":
+    params = parse_media_type(spec.get("ContentType"), _DEFAULT_CONTENT_TYPE).params
+    if media == CSV and params.get("label_size", "1") != "1":
         raise AlgorithmClientError(f"channel {name!r}: text/csv training data must have label_size=1.")
-    if spec.get("RecordWrapperType", "None") != "None":
+    wrapper = spec.get("RecordWrapperType", "None")
+    if wrapper not in ("None", "RecordIO") or (wrapper == "RecordIO" and media == CSV):
         raise AlgorithmClientError(
-            f"channel {name!r}: RecordWrapperType {spec['RecordWrapperType']} is not supported by the "
+            f"channel {name!r}: RecordWrapperType {wrapper} is not supported with {media} by the "
             "embedded engine; use None."
         )
     if "S3DataSource" not in spec["DataSource"]:
@@ -113,24 +119,48 @@ def _check_channel(name: str, spec: dict[str, Any]) -> None:
         )
 
 
+def content_type(spec: dict[str, Any]) -> str:
+    """The channel's media type; k-NN's RecordIO-protobuf when ContentType is not set."""
+    return parse_media_type(spec.get("ContentType"), _DEFAULT_CONTENT_TYPE).media
+
+
 def labelled_batches(
     store: ObjectStore, channel: Channel, params: knn.KnnParams, ctx: JobContext
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(labels, features) float32 batches of at most ``mini_batch_size`` rows from every object, parsed
-    a bounded chunk of whole lines at a time."""
+    a bounded chunk of whole lines (or records) at a time."""
     uri, keys = matched_keys(store, channel.spec["DataSource"]["S3DataSource"], f"channel {channel.name!r}")
     compression = channel.spec.get("CompressionType")
+    media = content_type(channel.spec)
     size = params.mini_batch_size
     for key in keys:
         source = f"s3://{uri.bucket}/{key}"
-        ctx.log(f"reading {source} (channel {channel.name})")
+        ctx.log(f"reading {source} (channel {channel.name}, {media})")
         with open_object(store, uri.bucket, key, compression) as fh:
-            for chunk in object_chunks(fh, source):
-                values = _parse(chunk.data, chunk.first_line, source, params.feature_dim)
-                for start in range(0, len(values), size):
+            parsed = (
+                _record_batches(fh, source, params.feature_dim)
+                if media == recordio.RECORDIO
+                else _csv_batches(fh, source, params.feature_dim)
+            )
+            for labels, features in parsed:
+                for start in range(0, len(labels), size):
                     ctx.checkpoint()
-                    batch = values[start : start + size]
-                    yield batch[:, 0].copy(), batch[:, 1:]
+                    yield labels[start : start + size], features[start : start + size]
+
+
+def _csv_batches(fh: Any, source: str, feature_dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for chunk in object_chunks(fh, source):
+        values = _parse(chunk.data, chunk.first_line, source, feature_dim)
+        yield values[:, 0].copy(), values[:, 1:]
+
+
+def _record_batches(fh: Any, source: str, feature_dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    try:
+        yield from recordio.labelled_batches(fh, source, feature_dim)
+    except FormatError as err:
+        raise AlgorithmClientError(f"Unable to read the training data: {err}") from None
+    except (OSError, EOFError) as err:  # a corrupt gzip stream
+        raise AlgorithmClientError(f"{source} cannot be read: {err}") from None
 
 
 def _parse(data: bytes, first: int, source: str, feature_dim: int) -> np.ndarray:

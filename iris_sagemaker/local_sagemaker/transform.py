@@ -8,18 +8,21 @@ per-line Python), parsed by pandas' C parser, searched, voted by numpy and writt
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from iris_sagemaker.storage import ObjectStore
 
-from . import knn
+from . import knn, recordio
 from .channels import matched_keys, object_chunks, object_lines, open_object, read_model, source_uri
 from .errors import AlgorithmClientError
 from .formats import (
     CSV,
+    JSON,
     JSONLINES,
+    RECORDIO,
+    STREAM_CHUNK_BYTES,
     FormatError,
     MediaType,
     Payload,
@@ -28,6 +31,7 @@ from .formats import (
     document_close,
     document_open,
     encode_entries,
+    encode_response,
     entries_separator,
     line_payloads,
     parse_media_type,
@@ -46,6 +50,7 @@ class TransformSettings:
     content_type: MediaType
     response: ResponseFormat
     split_lines: bool
+    split_records: bool
     single_record: bool
     max_bytes: int
     assemble_lines: bool
@@ -58,15 +63,20 @@ def settings_from(request: dict[str, Any]) -> TransformSettings:
             raise AlgorithmClientError(f"{field} is not supported by the embedded engine.")
     tin, tout = request["TransformInput"], request["TransformOutput"]
     split = tin.get("SplitType", "None")
-    if split not in ("None", "Line"):
+    if split not in ("None", "Line", "RecordIO"):
         raise AlgorithmClientError(
-            f"SplitType {split} is not supported by the embedded engine; use Line or None."
+            f"SplitType {split} is not supported by the embedded engine; use Line, RecordIO or None."
         )
     content_type = parse_media_type(tin.get("ContentType"), CSV)
-    if content_type.media not in ("text/csv", "application/json", "application/jsonlines"):
+    if content_type.media not in (CSV, JSON, JSONLINES, RECORDIO):
         raise AlgorithmClientError(
             f"ContentType {content_type.media} is not supported by the embedded engine; use text/csv, "
-            "application/json or application/jsonlines."
+            f"application/json, application/jsonlines or {RECORDIO}."
+        )
+    if (split == "RecordIO") != (content_type.media == RECORDIO) and split != "None":
+        raise AlgorithmClientError(
+            f"SplitType {split} does not split {content_type.media} input: use SplitType RecordIO with "
+            f"{RECORDIO}, and Line with text formats (or None)."
         )
     try:
         response = response_format(tout.get("Accept"))
@@ -77,6 +87,7 @@ def settings_from(request: dict[str, Any]) -> TransformSettings:
         content_type=content_type,
         response=response,
         split_lines=split == "Line",
+        split_records=split == "RecordIO",
         single_record=request.get("BatchStrategy", "MultiRecord") == "SingleRecord",
         max_bytes=max_mb * 1024 * 1024,
         assemble_lines=tout.get("AssembleWith", "None") == "Line",
@@ -165,6 +176,10 @@ def _transform_object(
         for payload in _payloads(fh, settings, source):
             ctx.checkpoint()
             prediction = _infer(model, settings, payload, source)
+            if fmt.media == RECORDIO:  # binary records: each batch's records follow the last
+                out.write(encode_response(fmt, prediction.predicted, prediction.distances, prediction.labels))
+                progress.scored(len(prediction.predicted))
+                continue
             entries = encode_entries(fmt, prediction.predicted, prediction.distances, prediction.labels)
             if one_document:
                 if entries:
@@ -192,7 +207,10 @@ def _line_based(settings: TransformSettings) -> bool:
 
 def _payloads(fh: IO[bytes], settings: TransformSettings, source: str) -> Iterator[Payload]:
     try:
-        if settings.split_lines and settings.single_record:
+        if settings.split_records:
+            frames = recordio.iter_frames(fh, source)
+            yield from record_payloads(frames, settings.single_record, settings.max_bytes)
+        elif settings.split_lines and settings.single_record:
             yield from line_payloads(object_lines(fh, source), True, settings.max_bytes)
         elif settings.split_lines or (settings.max_bytes == 0 and _line_based(settings)):
             yield from object_chunks(fh, source, settings.max_bytes)
@@ -200,6 +218,31 @@ def _payloads(fh: IO[bytes], settings: TransformSettings, source: str) -> Iterat
             yield from whole_object_payload(fh, settings.max_bytes)
     except FormatError as err:
         raise AlgorithmClientError(f"{source}: {err}") from None
+
+
+def record_payloads(
+    frames: Iterable[recordio.Frame], single_record: bool, max_bytes: int
+) -> Iterator[Payload]:
+    """SplitType RecordIO: records packed into payloads of whole frames of at most ``max_bytes`` bytes
+    (0: chunks of about :data:`.formats.STREAM_CHUNK_BYTES`), one record each with SingleRecord. A
+    payload's ``first_line`` is the number of its first record."""
+    limit = max_bytes or STREAM_CHUNK_BYTES
+    batch: list[bytes] = []
+    size = 0
+    first = 1
+    for item in frames:
+        framed = recordio.frame(item.data)
+        if max_bytes and len(framed) > max_bytes:
+            raise FormatError(f"record {item.number} is larger than MaxPayloadInMB ({max_bytes} bytes)")
+        if batch and (single_record or size + len(framed) > limit):
+            yield Payload(b"".join(batch), first)
+            batch, size = [], 0
+        if not batch:
+            first = item.number
+        batch.append(framed)
+        size += len(framed)
+    if batch:
+        yield Payload(b"".join(batch), first)
 
 
 def _infer(model: knn.KnnModel, settings: TransformSettings, payload: Payload, source: str) -> knn.Prediction:
