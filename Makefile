@@ -1,8 +1,8 @@
 # Two commands for users: `make run` and `make test`. Both install into .venv (Python 3.11) exactly the
 # versions in uv.lock, and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run`
 # installs what running needs (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test
-# tools, and a second venv for Airflow 3. uv (pinned below) is installed from PyPI into .tools/ the first
-# time: no curl installer, nothing global.
+# tools, a second venv for Airflow 3 and a third for the SageMaker Python SDK. uv (pinned below) is
+# installed from PyPI into .tools/ the first time: no curl installer, nothing global.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,8 @@ export UV_PYTHON_DOWNLOADS := never
 # which makes every dagster/airflow process recompile thousands of modules. Our commands keep the default.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-test airflow3-test
+.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-test airflow3-test \
+  sdk-test proto
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
@@ -69,7 +70,7 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: lock-check install airflow3-test $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
+test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
 	$(BIN)/ruff check .
 	IRIS_SAGEMAKER_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
 
@@ -98,9 +99,26 @@ airflow-test: install airflow3-test
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
+# The SageMaker Python SDK as a client of `serve` (iris_sagemaker_tests/test_sagemaker_sdk.py), in a third venv:
+# sagemaker 2.257 and Airflow 2.11 cannot share one (packaging<25 against packaging>=25).
+SDK_VENV := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
+
+$(SDK_STAMP): $(UV) pyproject.toml setup.py uv.lock
+	UV_PROJECT_ENVIRONMENT=$(SDK_VENV) $(SYNC) --extra test-sdk
+	touch $(SDK_STAMP)
+
+sdk-test: $(SDK_STAMP)
+	$(SDK_VENV)/bin/python -m pytest -p no:cacheprovider iris_sagemaker_tests/test_sagemaker_sdk.py
+
+# Regenerate the RecordIO-protobuf descriptor set from record.proto with protoc (grpcio-tools); commit both.
+PROTO_DIR := iris_sagemaker/local_sagemaker
+proto: $(SDK_STAMP)
+	$(SDK_VENV)/bin/python -m grpc_tools.protoc -I$(PROTO_DIR) --descriptor_set_out=$(PROTO_DIR)/record.desc record.proto
+
 # SageMaker's HTTP API (plus S3 and CloudWatch Logs) over the embedded engine: see README, "SageMaker over HTTP".
 serve: $(RUN_STAMP)
 	$(BIN)/iris-sagemaker serve $(SERVE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(AF3_VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AF3_VENV) $(SDK_VENV) $(TOOLS) .pytest_cache .ruff_cache

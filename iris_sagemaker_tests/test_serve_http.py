@@ -91,6 +91,15 @@ def test_it_prints_the_url_and_the_export_line(server: ServerProcess, root: Path
     assert server.url.startswith("http://127.0.0.1:")
     assert f"export AWS_ENDPOINT_URL={server.url}" in server.output
     assert str(root) in server.text()
+    # The SageMaker Python SDK's defaults: the bucket it would name after the account, telemetry off.
+    config = root / "sagemaker" / "sdk-config.yaml"
+    assert f"export SAGEMAKER_USER_CONFIG_OVERRIDE={config}" in server.output
+    assert server.client_env()["SAGEMAKER_USER_CONFIG_OVERRIDE"] == str(config)
+    modules = json.loads(config.read_text())["SageMaker"]["PythonSDK"]["Modules"]
+    assert modules == {
+        "Session": {"DefaultS3Bucket": "sagemaker-us-east-2-000000000000"},
+        "TelemetryOptOut": True,
+    }
 
 
 def test_a_second_server_on_the_same_root_refuses_to_start(server: ServerProcess, root: Path) -> None:

@@ -114,10 +114,10 @@ def test_a_busy_port_or_root_is_a_clear_error(tmp_path, capsys) -> None:
 def test_only_loopback_is_quiet(capsys, tmp_path) -> None:
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1") and server.is_loopback("localhost")
     assert not server.is_loopback("0.0.0.0")
-    server._print_ready("http://0.0.0.0:1", tmp_path, "us-east-2", "0.0.0.0")
+    server._print_ready("http://0.0.0.0:1", tmp_path, "us-east-2", "0.0.0.0", tmp_path / "sdk.yaml")
     captured = capsys.readouterr()
     assert "NO authentication" in captured.err
     assert "export AWS_ENDPOINT_URL=http://0.0.0.0:1" in captured.out
-    server._print_ready("http://127.0.0.1:1", tmp_path, "us-east-2", "127.0.0.1")
+    server._print_ready("http://127.0.0.1:1", tmp_path, "us-east-2", "127.0.0.1", tmp_path / "sdk.yaml")
     assert capsys.readouterr().err == ""
     assert server.url_for("::1", 80) == "http://[::1]:80"

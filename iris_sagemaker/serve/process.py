@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_READY = re.compile(r"^export AWS_ENDPOINT_URL=(\S+)$")
+_EXPORT = re.compile(r"^export ([A-Z_]+)=(\S+)$")
+_LAST_EXPORT = "SAGEMAKER_USER_CONFIG_OVERRIDE"  # the ready banner's last line
 
 
 @dataclass
@@ -24,10 +25,13 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    exports: dict[str, str] = field(default_factory=dict)
 
     def client_env(self) -> dict[str, str]:
-        """Environment variables that point boto3 at this server (with throwaway credentials)."""
+        """Environment variables that point boto3 (and the SageMaker Python SDK) at this server, with
+        throwaway credentials."""
         return {
+            **self.exports,
             "AWS_ENDPOINT_URL": self.url,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
@@ -64,17 +68,18 @@ def start_server(
     )
     assert process.stdout is not None
     lines: list[str] = []
-    found: list[str] = []
+    exports: dict[str, str] = {}
     ready = threading.Event()
 
     def pump() -> None:  # keep reading, so the server never blocks on a full pipe
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
-            match = _READY.match(lines[-1])
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
+            match = _EXPORT.match(lines[-1])
+            if match and not ready.is_set():
+                exports[match.group(1)] = match.group(2)
+                if match.group(1) == _LAST_EXPORT:
+                    ready.set()
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
@@ -82,8 +87,9 @@ def start_server(
     while not ready.wait(0.05):
         if time.monotonic() > deadline:
             break
-    if not found:
+    if _LAST_EXPORT not in exports:
         server = ServerProcess("", process, lines)
         server.stop(signal.SIGKILL)
         raise RuntimeError("iris-sagemaker serve did not start:\n" + "\n".join(lines))
-    return ServerProcess(found[0], process, lines)
+    url = exports.pop("AWS_ENDPOINT_URL")
+    return ServerProcess(url, process, lines, exports)

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from . import sdk_config
+
 LOCK_FILE = "serve.lock"
 
 
@@ -123,7 +125,7 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
                 await super().startup(sockets=sockets)
                 if self.started:
                     announce(lock, url)
-                    _print_ready(url, root, region, host)
+                    _print_ready(url, root, region, host, sdk_config.write_sdk_config(root, region))
 
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
                 await super().shutdown(sockets=sockets)
@@ -142,7 +144,7 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
             sock.close()
 
 
-def _print_ready(url: str, root: Path, region: str, host: str) -> None:
+def _print_ready(url: str, root: Path, region: str, host: str, sdk_defaults: Path) -> None:
     if not is_loopback(host):
         print(
             f"WARNING: serving on {host}, beyond this machine, with NO authentication: anyone who can "
@@ -153,6 +155,8 @@ def _print_ready(url: str, root: Path, region: str, host: str) -> None:
     print(
         f"iris-sagemaker serve: SageMaker, SageMaker Runtime, CloudWatch Logs and S3 on {url}\n"
         f"  root {root} (objects in {root / 's3'}), region {region}; any credentials are accepted\n"
-        f"export AWS_ENDPOINT_URL={url}",
+        f"export AWS_ENDPOINT_URL={url}\n"
+        "# and for the SageMaker Python SDK (its default bucket without AWS STS, no telemetry):\n"
+        f"export {sdk_config.ENV_VARIABLE}={sdk_defaults}",
         flush=True,
     )
