@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-test airflow3-test \
-  sdk-test proto
+  sdk-venv sdk-test proto
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
@@ -107,6 +107,8 @@ SDK_STAMP := $(SDK_VENV)/.installed
 $(SDK_STAMP): $(UV) pyproject.toml setup.py uv.lock
 	UV_PROJECT_ENVIRONMENT=$(SDK_VENV) $(SYNC) --extra test-sdk
 	touch $(SDK_STAMP)
+
+sdk-venv: $(SDK_STAMP)
 
 sdk-test: $(SDK_STAMP)
 	$(SDK_VENV)/bin/python -m pytest -p no:cacheprovider iris_sagemaker_tests/test_sagemaker_sdk.py

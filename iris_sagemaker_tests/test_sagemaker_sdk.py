@@ -218,3 +218,14 @@ def test_our_knn_images_equal_the_sdks() -> None:
 
     for region in sorted(KNN_REGISTRY_ACCOUNTS):
         assert image_uris.retrieve("knn", region) == knn_image_uri(region), region
+
+
+def test_the_sdks_sparse_records_are_refused_naming_the_record() -> None:
+    from scipy import sparse
+
+    matrix = sparse.csr_matrix(np.array([[1.0, 0.0, 0.0, 2.0], [0.0, 3.0, 0.0, 0.0]], np.float32))
+    body = io.BytesIO()
+    sdk_common.write_spmatrix_to_sparse_tensor(body, matrix, np.array([0.0, 1.0], np.float32))
+    frames = list(recordio.iter_frames(io.BytesIO(body.getvalue()), "s3://b/sparse.pbr"))
+    with pytest.raises(recordio.FormatError, match=r"record 1 of s3://b/sparse.pbr: .* is a sparse tensor"):
+        recordio.decode_records(frames, 4, "s3://b/sparse.pbr", labelled=True)

@@ -418,8 +418,12 @@ def short_float(value: np.floating | float) -> float:
 
 @dataclass(frozen=True)
 class Payload:
+    """One request of a batch transform: its bytes and the line (or record) it starts at; a RecordIO
+    payload carries its records already framed apart instead of bytes."""
+
     data: bytes
     first_line: int
+    records: tuple[recordio.Frame, ...] | None = None
 
 
 def line_payloads(lines: Iterable[bytes], single_record: bool, max_bytes: int) -> Iterator[Payload]:

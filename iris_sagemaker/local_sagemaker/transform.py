@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+import numpy as np
+
 from iris_sagemaker.storage import ObjectStore
 
 from . import knn, recordio
@@ -227,29 +229,29 @@ def record_payloads(
     (0: chunks of about :data:`.formats.STREAM_CHUNK_BYTES`), one record each with SingleRecord. A
     payload's ``first_line`` is the number of its first record."""
     limit = max_bytes or STREAM_CHUNK_BYTES
-    batch: list[bytes] = []
+    batch: list[recordio.Frame] = []
     size = 0
-    first = 1
     for item in frames:
-        framed = recordio.frame(item.data)
-        if max_bytes and len(framed) > max_bytes:
+        framed = recordio.framed_size(len(item.data))
+        if max_bytes and framed > max_bytes:
             raise FormatError(f"record {item.number} is larger than MaxPayloadInMB ({max_bytes} bytes)")
-        if batch and (single_record or size + len(framed) > limit):
-            yield Payload(b"".join(batch), first)
+        if batch and (single_record or size + framed > limit):
+            yield Payload(b"", batch[0].number, tuple(batch))
             batch, size = [], 0
-        if not batch:
-            first = item.number
-        batch.append(framed)
-        size += len(framed)
+        batch.append(item)
+        size += framed
     if batch:
-        yield Payload(b"".join(batch), first)
+        yield Payload(b"", batch[0].number, tuple(batch))
 
 
 def _infer(model: knn.KnnModel, settings: TransformSettings, payload: Payload, source: str) -> knn.Prediction:
+    dim = model.config.feature_dim
     try:
-        features = decode_request(
-            payload.data, settings.content_type, model.config.feature_dim, source, payload.first_line
-        )
+        if payload.records is not None:
+            records = recordio.decode_records(payload.records, dim, source, labelled=False)[0]
+            features = records.astype(np.float32)
+        else:
+            features = decode_request(payload.data, settings.content_type, dim, source, payload.first_line)
     except FormatError as err:
         raise AlgorithmClientError(f"Unable to parse the request: {err}") from None
     return model.predict(features)
