@@ -4,12 +4,15 @@ Both stores speak in ``(bucket, key)`` pairs and share one interface, so the ass
 SageMaker engine and the Airflow tasks never ask where objects live.
 
 Local layout: object ``s3://BUCKET/KEY`` is the file ``ROOT/s3/BUCKET/KEY``. Writes go to a temporary
-file in the same folder and are renamed into place, so a reader never sees a half-written object.
+file in the same folder and are renamed into place, so a reader never sees a half-written object. A write
+that runs out of space removes its temporary file and raises :class:`DiskFull`, which names the object's
+path (a bare ``write`` error names no file, so the caller could not say which disk to free).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -21,6 +24,33 @@ from typing import IO, Any, Protocol
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TMP_PREFIX = ".tmp-"
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFull(OSError):
+    """No space (or quota) left on the device while writing ``filename``: an ``OSError`` whose errno is
+    ENOSPC or EDQUOT, so code that handles OSError still does, and whose filename is the file meant."""
+
+    def __init__(self, path: str | os.PathLike[str], code: int = errno.ENOSPC) -> None:
+        super().__init__(code, os.strerror(code), os.fspath(path))
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` means the file system has no room left (ENOSPC, EDQUOT)."""
+    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+
+
+@contextlib.contextmanager
+def naming_disk_full(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise a disk-full error inside the block as :class:`DiskFull` naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if is_disk_full(err) and not isinstance(err, DiskFull):
+            raise DiskFull(path, err.errno or errno.ENOSPC) from err
+        raise
 
 
 class ObjectStoreError(ValueError):
@@ -105,6 +135,8 @@ class ObjectStore(Protocol):
 
     def open_write(self, bucket: str, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 
+    def delete(self, bucket: str, key: str) -> None: ...
+
     def describe(self) -> str: ...
 
 
@@ -177,11 +209,12 @@ class LocalObjectStore:
     def open_write(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
         """Yield a file to write; the object appears (atomically) only if the block succeeds."""
         path = self.path_for(bucket, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphaned_temps(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=path.parent)
+        with naming_disk_full(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_orphaned_temps(path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with naming_disk_full(path), os.fdopen(fd, "wb") as fh:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -190,6 +223,11 @@ class LocalObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove the object (nothing happens if it does not exist, as in S3)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path_for(bucket, key).unlink()
 
 
 def remove_orphaned_temps(folder: Path) -> None:
@@ -303,6 +341,14 @@ class S3ObjectStore:
             raise self._translate(err, bucket, key) from err
         with contextlib.closing(body):
             yield body
+
+    def delete(self, bucket: str, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_object(Bucket=validate_bucket(bucket), Key=validate_key(key))
+        except ClientError as err:
+            raise self._translate(err, bucket, key) from err
 
     @contextlib.contextmanager
     def open_write(self, bucket: str, key: str) -> Iterator[IO[bytes]]:

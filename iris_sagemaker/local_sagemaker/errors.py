@@ -7,6 +7,7 @@ job's ``FailureReason``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -14,6 +15,9 @@ from botocore.exceptions import ClientError
 VALIDATION = "ValidationException"
 RESOURCE_IN_USE = "ResourceInUse"
 RESOURCE_NOT_FOUND = "ResourceNotFound"
+# AWS's common error for a server-side fault (HTTP 500); SageMaker's model has no error shape of its own
+# for it (its modeled errors are all the caller's to fix: ResourceLimitExceeded, ResourceInUse, ...).
+INTERNAL_FAILURE = "InternalFailure"
 
 
 def client_error(code: str, message: str, operation: str, status: int = 400, **fields: Any) -> ClientError:
@@ -32,6 +36,19 @@ def validation_error(message: str, operation: str) -> ClientError:
 
 def not_found(operation: str) -> ClientError:
     return validation_error("Requested resource not found.", operation)
+
+
+def internal_failure(message: str, operation: str) -> ClientError:
+    return client_error(INTERNAL_FAILURE, message, operation, status=500)
+
+
+def disk_full_message(err: OSError, root: str | os.PathLike[str]) -> str:
+    """What to tell whoever hit a full disk: the file that could not be written and what to free."""
+    where = err.filename or root
+    return (
+        f"{err.strerror or 'No space left on device'} writing {where}: the disk holding the embedded "
+        f"SageMaker engine's root {root} is full. Free space under {root} and try again."
+    )
 
 
 class FormatError(ValueError):

@@ -7,15 +7,20 @@ One file per resource, ``ROOT/sagemaker/logs/<training-jobs|transform-jobs|endpo
 reader in another thread or process sees whole lines, and a reader polling with a byte offset
 (:func:`read_lines`, :func:`read_events`) gets every line exactly once. A line without the time prefix
 (written by hand, or by an older version) is read whole, stamped with the file's modification time.
+When the disk fills part-way through a line, the part written is cut off again (the next line must not
+continue it) and :class:`~iris_sagemaker.storage.DiskFull` names the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from iris_sagemaker.storage import naming_disk_full
 
 from .records import RecordStore
 
@@ -37,10 +42,28 @@ class JobLog:
 
     def write(self, message: str) -> None:
         text = f"{time.time_ns() // 1_000_000}\t" + " ".join(message.splitlines()) + "\n"
-        with self._lock:
+        with self._lock, naming_disk_full(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(text)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                _append_whole(fd, text.encode("utf-8"))
+            finally:
+                os.close(fd)
+
+
+def _append_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` to ``fd`` (opened O_APPEND); if a write fails after part of it landed (a full
+    disk), truncate that part away again. This assumes nobody appended in between, which holds for one
+    writer per log (a job's worker, an endpoint's loader)."""
+    written = 0
+    try:
+        while written < len(data):
+            written += os.write(fd, data[written:])
+    except OSError:
+        if written:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
+        raise
 
 
 def log_path(records: RecordStore, folder: str, name: str) -> Path:

@@ -4,6 +4,14 @@ Every write goes to a temporary file in the same folder and is renamed into plac
 a partial record); creation links the temporary file to its final name, which fails if the name is
 taken, so two processes can never both create the same job. Read-modify-write updates hold an
 advisory lock on a per-record lock file, shared by threads and processes alike.
+
+A full disk: every write names the record it meant (:class:`~iris_sagemaker.storage.DiskFull`). A job's
+last write (its final state) must still land when the disk is full, and a new temporary file needs new
+blocks. So every record file ends with :data:`RESERVE_BYTES` of blank padding (JSON ignores trailing
+whitespace): ``update(..., in_place_fallback=True)``, when the temporary file cannot be written, overwrites
+the record file in place, which needs no new blocks while the new text fits in the file's current size.
+Such an overwrite is not atomic, so a reader that finds a torn record reads it again under the lock the
+writer holds.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from iris_sagemaker.storage import DiskFull, naming_disk_full
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: single-writer only
@@ -30,6 +40,9 @@ ENDPOINT_CONFIGS = "endpoint-configs"
 ENDPOINTS = "endpoints"
 
 Record = dict[str, Any]
+# Room for what a job's final write adds (FailureReason, up to 1024 characters in SageMaker, end times,
+# the closing transition, training seconds): the in-place fallback fits in it.
+RESERVE_BYTES = 2048
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -60,10 +73,12 @@ class RecordStore:
     def create(self, kind: str, name: str, record: Record) -> bool:
         """Write a new record; False (and nothing written) if one with this name exists."""
         path = self.path(kind, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._write_temp(path, record)
+        with naming_disk_full(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._write_temp(path, record)
         try:
-            os.link(tmp, path)
+            with naming_disk_full(path):
+                os.link(tmp, path)
         except FileExistsError:
             return False
         finally:
@@ -73,20 +88,26 @@ class RecordStore:
     def read(self, kind: str, name: str) -> Record | None:
         path = self.path(kind, name)
         try:
-            text = path.read_text(encoding="utf-8")
+            return self._load(path, kind, name)
         except FileNotFoundError:
             return None
-        record: Record = json.loads(text)
-        return record
 
-    def update(self, kind: str, name: str, mutate: Callable[[Record], bool]) -> Record | None:
-        """Apply ``mutate`` under the record's lock; it returns True to save its changes."""
+    def update(
+        self, kind: str, name: str, mutate: Callable[[Record], bool], in_place_fallback: bool = False
+    ) -> Record | None:
+        """Apply ``mutate`` under the record's lock; it returns True to save its changes.
+
+        ``in_place_fallback``: when the disk is too full for the temporary file, overwrite the record in
+        place (see the module docstring); for final states, which must land. DiskFull if neither fits.
+        """
+        path = self.path(kind, name)
         with self._locked(kind, name):
-            record = self.read(kind, name)
-            if record is None:
+            try:  # no torn record under the lock (and no second lock: flock would wait for this one)
+                record: Record = json.loads(path.read_bytes())
+            except FileNotFoundError:
                 return None
             if mutate(record):
-                self._replace(self.path(kind, name), record)
+                self._save(path, record, in_place_fallback)
             return record
 
     def delete(self, kind: str, name: str) -> bool:
@@ -104,15 +125,27 @@ class RecordStore:
         records = []
         for path in sorted(folder.glob("*.json")):
             with contextlib.suppress(FileNotFoundError):  # deleted while listing
-                records.append(json.loads(path.read_text(encoding="utf-8")))
+                records.append(self._load(path, kind, path.stem))
         return records
+
+    def _load(self, path: Path, kind: str, name: str) -> Record:
+        """The record in ``path``; a torn one (an in-place overwrite under way) is read again under the
+        writer's lock, so it is whole. Never call it holding that lock."""
+        try:
+            record: Record = json.loads(path.read_bytes())
+        except json.JSONDecodeError:
+            with self._locked(kind, name):
+                record = json.loads(path.read_bytes())
+        return record
 
     @contextlib.contextmanager
     def _locked(self, kind: str, name: str) -> Iterator[None]:
         path = self.path(kind, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = path.with_name(f".{path.stem}.lock")
-        with open(lock_path, "a+b") as fh:
+        with naming_disk_full(path):  # a new lock file is empty: it needs an inode, not blocks
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+b")  # noqa: SIM115 - closed by the with below
+        with fh:
             if fcntl is not None:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
@@ -121,21 +154,45 @@ class RecordStore:
                 if fcntl is not None:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    def _replace(self, path: Path, record: Record) -> None:
-        tmp = self._write_temp(path, record)
+    def _save(self, path: Path, record: Record, in_place_fallback: bool) -> None:
         try:
-            os.replace(tmp, path)
+            self._replace(path, record)
+        except DiskFull:
+            if not in_place_fallback:
+                raise
+            self._overwrite_in_place(path, record)
+
+    def _replace(self, path: Path, record: Record) -> None:
+        with naming_disk_full(path):
+            tmp = self._write_temp(path, record)
+        try:
+            with naming_disk_full(path):
+                os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
 
     @staticmethod
+    def _overwrite_in_place(path: Path, record: Record) -> None:
+        """Rewrite ``path`` over its own blocks (caller holds the lock): DiskFull, with the file untouched,
+        if the record no longer fits in the file's size. Blocks that are already allocated need no free
+        space on ext4, xfs or tmpfs (copy-on-write file systems such as btrfs may still refuse)."""
+        data = _encode(record)
+        with naming_disk_full(path), open(path, "r+b") as fh:
+            if len(data) > os.fstat(fh.fileno()).st_size:
+                raise DiskFull(path)
+            fh.write(data)
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @staticmethod
     def _write_temp(path: Path, record: Record) -> str:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, indent=1, sort_keys=True, default=str)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_encode(record) + b"\n" + b" " * RESERVE_BYTES)
                 fh.flush()
                 os.fsync(fh.fileno())
         except BaseException:
@@ -143,3 +200,7 @@ class RecordStore:
                 os.unlink(tmp)
             raise
         return tmp
+
+
+def _encode(record: Record) -> bytes:
+    return json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8")
