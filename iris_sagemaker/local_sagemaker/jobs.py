@@ -11,6 +11,16 @@ trusted.
 Stops: ``request_stop`` marks the record ``Stopping``; the worker notices at its next checkpoint (an
 in-process event, or the record itself when the stop came from another process) and ends ``Stopped``.
 
+A full disk (ENOSPC/EDQUOT, :class:`~iris_sagemaker.storage.DiskFull`): a write the program makes (its
+output, a record update) fails the job with a FailureReason that names the file and says to free space
+under ROOT; progress-log lines are dropped instead (the log reports, it does not decide). The final state
+is saved by temporary file and rename, else in place over the record's reserved padding (see
+:mod:`.records`). If even that fails, a job that had completed has its outputs removed (nothing may read
+Completed without a record, or keep an artifact no record vouches for) and is saved ``Failed`` with the
+disk-full reason, which the removal usually makes room for. Failing that, the outcome stays in this
+process's memory and supervision uses it instead of "worker died". Supervision on the read path never
+needs space: when it cannot save, it returns the ended record unsaved and saves it on a later read.
+
 Test hook: the environment variable ``IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY`` (seconds, float) makes
 every worker checkpoint wait that long (while still honouring stops). It exists only so tests can
 observe a job while it runs; it is read by workers, never by the API.
@@ -18,6 +28,7 @@ observe a job while it runs; it is read by workers, never by the API.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -25,12 +36,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from .errors import JobFailure, JobStopped, validation_error
+from iris_sagemaker.storage import DiskFull, ObjectStore, is_disk_full
+
+from .errors import JobFailure, JobStopped, disk_full_message, validation_error
 from .logs import JobLog, log_path
 from .records import Record, RecordStore, from_json_time, now, to_json_time
 
@@ -43,6 +56,7 @@ _registry_lock = threading.Lock()
 _threads: dict[str, threading.Thread] = {}
 _stop_events: dict[str, threading.Event] = {}
 _shutdown: list[str] = []  # the reason, once this process has begun to shut its workers down
+_MAX_LISTED_OUTPUTS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,20 @@ class JobType:
     end_key: str
     noun: str  # "Training job" / "Transform job"
     has_transitions: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job's program ended: the final status and what its record should say."""
+
+    status: str
+    reason: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    secondary: str | None = None
+
+
+# Outcomes a worker could not save (full disk), by owner token, for supervision to save later.
+_unrecorded: dict[str, Outcome] = {}
 
 
 def owner_stamp() -> dict[str, Any]:
@@ -108,10 +136,32 @@ class JobContext:
         self._started = time.monotonic()
         self._last_disk_poll = 0.0
         self._log = JobLog(log_path(records, jtype.folder, name))
+        self._outputs: list[tuple[ObjectStore, str, str]] = []
 
     def log(self, message: str) -> None:
-        """Append a progress line to the job's log (see :mod:`.logs`)."""
-        self._log.write(message)
+        """Append a progress line to the job's log (see :mod:`.logs`). A full disk loses the line, not
+        the job: the job's own writes decide whether there is room for its work."""
+        try:
+            self._log.write(message)
+        except DiskFull as err:
+            _log.warning("%s %s: log line lost (%s): %s", self._jtype.noun, self._name, err, message)
+
+    def output_written(self, store: ObjectStore, bucket: str, key: str) -> None:
+        """Note an object the job wrote, to remove should its Completed state fail to be recorded."""
+        self._outputs.append((store, bucket, key))
+
+    def discard_outputs(self) -> list[str]:
+        """Remove the objects noted by :meth:`output_written`; returns the URIs removed."""
+        removed = []
+        for store, bucket, key in self._outputs:
+            try:
+                store.delete(bucket, key)
+            except Exception:  # still try the others; the reason lists only those removed
+                _log.exception("cannot remove s3://%s/%s of %s %s", bucket, key, self._jtype.noun, self._name)
+                continue
+            removed.append(f"s3://{bucket}/{key}")
+        self._outputs.clear()
+        return removed
 
     def checkpoint(self) -> None:
         """Called between mini-batches; raises :class:`JobStopped` when the job must end."""
@@ -183,32 +233,35 @@ class JobRunner:
         return True
 
     def supervise(self, jtype: JobType, record: Record) -> Record:
-        """Return ``record``, rewritten as Failed/Stopped first if its worker died."""
-        if record["state"][jtype.status_key] not in _ACTIVE or owner_alive(record["owner"]):
+        """Return ``record``, rewritten as ended first if its worker died: with the outcome the worker
+        could not save (full disk), else Failed "worker died" (Stopped if a stop was requested).
+
+        A read must not need space: if the ended record cannot be saved, it is returned unsaved, and a
+        later read saves it.
+        """
+        if not _orphaned(jtype, record):
             return record
 
         def mutate(current: Record) -> bool:
-            state = current["state"]
-            if state[jtype.status_key] not in _ACTIVE or owner_alive(current["owner"]):
+            if not _orphaned(jtype, current):
                 return False
-            owner = current["owner"]
-            if state[jtype.status_key] == "Stopping":
-                _finish_state(jtype, state, "Stopped", None)
-            else:
-                reason = (
-                    f"InternalServerError: the embedded engine's worker for this job (pid {owner['pid']} "
-                    f"on {owner['host']}) died before the job finished."
-                )
-                _finish_state(jtype, state, "Failed", reason)
+            _end_orphan(jtype, current)
             # Logged before the record is saved, so whoever sees the final status finds its line.
-            final = state[jtype.status_key]
+            state = current["state"]
             reason = state.get("FailureReason")
-            _append_log(
-                self.records, jtype, current["name"], f"job {final}" + (f": {reason}" if reason else "")
-            )
+            message = f"job {state[jtype.status_key]}" + (f": {reason}" if reason else "")
+            _append_log(self.records, jtype, current["name"], message)
             return True
 
-        updated = self.records.update(jtype.folder, record["name"], mutate)
+        try:
+            updated = self.records.update(jtype.folder, record["name"], mutate, in_place_fallback=True)
+        except DiskFull as err:
+            _log.warning("%s %s: cannot save its end yet (%s)", jtype.noun, record["name"], err)
+            view = copy.deepcopy(record)
+            _end_orphan(jtype, view)
+            return view
+        with _registry_lock:
+            _unrecorded.pop(record["owner"]["token"], None)
         return updated if updated is not None else record
 
     def request_stop(self, jtype: JobType, name: str, operation: str) -> None:
@@ -258,23 +311,56 @@ class JobRunner:
     ) -> None:
         ctx = JobContext(self.records, jtype, name, event, max_runtime_s)
         try:
-            self._mark_started(jtype, name)
-            ctx.log(f"{jtype.noun} {name} started (pid {os.getpid()})")
-            fields = program(ctx)
-            self._finish(jtype, name, "Completed", None, fields, ctx=ctx)
-        except JobStopped as stop:
-            if _shutdown and not _stop_was_requested(self.records, jtype, name):
-                self._finish(jtype, name, "Failed", _shutdown[0], {}, ctx=ctx)
-            else:
-                self._finish(jtype, name, "Stopped", None, {}, stop.secondary_status, ctx=ctx)
-        except JobFailure as failure:
-            self._finish(jtype, name, "Failed", str(failure), {}, ctx=ctx)
-        except Exception as err:  # an engine bug must still end the job
-            _log.exception("local SageMaker %s %s crashed", jtype.noun, name)
-            reason = f"InternalServerError: the embedded engine failed: {type(err).__name__}: {err}"
-            self._finish(jtype, name, "Failed", reason, {}, ctx=ctx)
+            outcome = self._execute(jtype, name, program, ctx)
+            self._record_end(jtype, name, outcome, ctx, token)
         finally:
             _forget(token)
+
+    def _execute(self, jtype: JobType, name: str, program: Program, ctx: JobContext) -> Outcome:
+        """Run the program; how it ended."""
+        try:
+            self._mark_started(jtype, name)
+            ctx.log(f"{jtype.noun} {name} started (pid {os.getpid()})")
+            return Outcome("Completed", fields=program(ctx))
+        except JobStopped as stop:
+            if _shutdown and not _stop_was_requested(self.records, jtype, name):
+                return Outcome("Failed", _shutdown[0])
+            return Outcome("Stopped", secondary=stop.secondary_status)
+        except JobFailure as failure:
+            return Outcome("Failed", str(failure))
+        except Exception as err:  # a full disk, or an engine bug: either must still end the job
+            if is_disk_full(err):
+                return Outcome("Failed", self._disk_full_reason(err))
+            _log.exception("local SageMaker %s %s crashed", jtype.noun, name)
+            reason = f"InternalServerError: the embedded engine failed: {type(err).__name__}: {err}"
+            return Outcome("Failed", reason)
+
+    def _record_end(self, jtype: JobType, name: str, outcome: Outcome, ctx: JobContext, token: str) -> None:
+        """Save the job's end; on a full disk, as the module docstring says."""
+        try:
+            self._finish(jtype, name, outcome, ctx)
+            return
+        except DiskFull as err:
+            if outcome.status == "Completed":
+                outcome = Outcome("Failed", self._disk_full_reason(err, ctx.discard_outputs()))
+        try:
+            self._finish(jtype, name, outcome, ctx)
+        except DiskFull as err:
+            _log.warning("%s %s: cannot save its end yet (%s)", jtype.noun, name, err)
+            with _registry_lock:
+                _unrecorded[token] = outcome
+
+    def _disk_full_reason(self, err: OSError, removed: list[str] | None = None) -> str:
+        reason = f"InternalServerError: {disk_full_message(err, self.records.base.parent)}"
+        if removed:
+            shown = ", ".join(removed[:_MAX_LISTED_OUTPUTS])
+            extra = len(removed) - _MAX_LISTED_OUTPUTS
+            shown += f" and {extra} more" if extra > 0 else ""
+            reason += (
+                f" The job's output ({shown}) was written but its completion could not be recorded, so it "
+                "was removed."
+            )
+        return reason
 
     def _mark_started(self, jtype: JobType, name: str) -> None:
         def mutate(record: Record) -> bool:
@@ -283,30 +369,49 @@ class JobRunner:
 
         self.records.update(jtype.folder, name, mutate)
 
-    def _finish(
-        self,
-        jtype: JobType,
-        name: str,
-        status: str,
-        reason: str | None,
-        fields: dict[str, Any],
-        secondary: str | None = None,
-        ctx: JobContext | None = None,
-    ) -> None:
+    def _finish(self, jtype: JobType, name: str, outcome: Outcome, ctx: JobContext) -> None:
+        """Save ``outcome`` as the job's final state (in place if the disk is too full; DiskFull if even
+        that does not fit)."""
+        reason, secondary = outcome.reason, outcome.secondary
 
         def mutate(record: Record) -> bool:
             state = record["state"]
             if state[jtype.status_key] not in _ACTIVE:
                 return False  # already ended (e.g. declared dead while it was stalled)
-            final = "Stopped" if record.get("stop_requested") or status == "Stopped" else status
-            state.update(fields)
+            stopped = record.get("stop_requested") or outcome.status == "Stopped"
+            final = "Stopped" if stopped else outcome.status
+            state.update(outcome.fields)
             _finish_state(jtype, state, final, reason if final == "Failed" else None, secondary)
-            if ctx is not None:  # logged before the record is saved: the final status implies the line
-                note = f" ({secondary})" if secondary and secondary != "Stopped" else ""
-                ctx.log(f"job {final}" + {"Failed": f": {reason}", "Stopped": note}.get(final, ""))
+            # Logged before the record is saved: the final status implies the line (if there was room).
+            note = f" ({secondary})" if secondary and secondary != "Stopped" else ""
+            ctx.log(f"job {final}" + {"Failed": f": {reason}", "Stopped": note}.get(final, ""))
             return True
 
-        self.records.update(jtype.folder, name, mutate)
+        self.records.update(jtype.folder, name, mutate, in_place_fallback=True)
+
+
+def _orphaned(jtype: JobType, record: Record) -> bool:
+    """Whether ``record`` is active but its worker can no longer end it."""
+    return record["state"][jtype.status_key] in _ACTIVE and not owner_alive(record["owner"])
+
+
+def _end_orphan(jtype: JobType, record: Record) -> None:
+    """End an orphaned record: with its worker's unsaved outcome if this process holds one."""
+    state = record["state"]
+    owner = record["owner"]
+    with _registry_lock:
+        outcome = _unrecorded.get(owner["token"])
+    if state[jtype.status_key] == "Stopping":
+        _finish_state(jtype, state, "Stopped", None)
+    elif outcome is not None:
+        reason = outcome.reason if outcome.status == "Failed" else None
+        _finish_state(jtype, state, outcome.status, reason, outcome.secondary)
+    else:
+        reason = (
+            f"InternalServerError: the embedded engine's worker for this job (pid {owner['pid']} "
+            f"on {owner['host']}) died before the job finished."
+        )
+        _finish_state(jtype, state, "Failed", reason)
 
 
 def _finish_state(

@@ -71,6 +71,7 @@ def run_training(request: dict[str, Any], store: ObjectStore, ctx: JobContext) -
     ctx.secondary_status("Uploading", "Uploading generated training model")
     artifact = model_artifact_uri(request)
     store.put_bytes(artifact.bucket, artifact.key, knn.dump_model(model))
+    ctx.output_written(store, artifact.bucket, artifact.key)
     ctx.log(f"wrote {artifact}")
     return {"FinalMetricDataList": metrics}
 

@@ -199,6 +199,7 @@ def _transform_object(
             if settings.assemble_lines and not closing.endswith(b"\n") and closing:
                 out.write(b"\n")
         ctx.checkpoint()  # a stop requested while the last batch ran still leaves no output
+    ctx.output_written(store, *target)
     target_uri = f"s3://{target[0]}/{target[1]}"
     ctx.log(f"wrote {target_uri} ({progress.rows} rows in {progress.batches} batches)")
 
