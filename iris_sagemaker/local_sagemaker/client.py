@@ -4,25 +4,46 @@ shapes, ``ClientError`` codes) over the embedded k-NN engine.
 This module only speaks the wire: it validates requests (:mod:`.validation`), checks what the embedded
 engine can run, shapes responses, and delegates state to :mod:`.records` / :mod:`.jobs` and work to
 :mod:`.training` / :mod:`.transform`. ``create_*`` return at once; jobs run in background threads.
+
+Every API method raises only ``ClientError``: a full disk under ROOT (a record or lock that cannot be
+written) is a server-side fault, ``InternalFailure`` (HTTP 500) naming the file and saying what to free,
+never a bare ``OSError`` (see :func:`_api`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.utils import parse_timestamp
 
-from iris_sagemaker.storage import LocalObjectStore, ObjectStore, ObjectStoreError, parse_s3_uri, validate_key
+from iris_sagemaker.storage import (
+    DiskFull,
+    LocalObjectStore,
+    ObjectStore,
+    ObjectStoreError,
+    is_disk_full,
+    parse_s3_uri,
+    validate_key,
+)
 
 from .endpoints import CREATING, IN_SERVICE, LOADING, UPDATING, EndpointDeployer, ServedModels
-from .errors import RESOURCE_IN_USE, client_error, not_found, validation_error
+from .errors import (
+    RESOURCE_IN_USE,
+    client_error,
+    disk_full_message,
+    internal_failure,
+    not_found,
+    validation_error,
+)
 from .images import is_knn_image, unsupported_image_message
 from .jobs import JobRunner, JobType
 from .logs import log_path, read_lines
@@ -70,6 +91,26 @@ _UNSUPPORTED_CONFIG_FIELDS = (
     "ShadowProductionVariants",
 )
 _DEFAULT_MAX_RESULTS = 10
+_log = logging.getLogger(__name__)
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _api(method: _Method) -> _Method:
+    """An API method: a full disk becomes ``InternalFailure`` (500) of the operation the method is named
+    after (``create_training_job`` -> ``CreateTrainingJob``), as the HTTP server answers engine faults;
+    the message names the file and the root to free space under."""
+    operation = "".join(part.title() for part in method.__name__.split("_"))
+
+    @functools.wraps(method)
+    def call(self: LocalSageMakerClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            raise internal_failure(disk_full_message(err, self.root), operation) from err
+
+    return call  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -110,6 +151,7 @@ class LocalSageMakerClient:
 
     # ---- training jobs ------------------------------------------------------------------------
 
+    @_api
     def create_training_job(self, **request: Any) -> dict[str, Any]:
         op = "CreateTrainingJob"
         validate_request(op, request)
@@ -164,6 +206,7 @@ class LocalSageMakerClient:
             if source and source.get("S3Uri"):
                 _check_s3_uri(source["S3Uri"], f"InputDataConfig.{number}.DataSource.S3DataSource.S3Uri", op)
 
+    @_api
     def describe_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
         op = "DescribeTrainingJob"
         validate_request(op, {"TrainingJobName": TrainingJobName})
@@ -175,12 +218,14 @@ class LocalSageMakerClient:
             self._describe(op, record, {"TrainingJobName": record["name"]}, _training_defaults)
         )
 
+    @_api
     def stop_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
         op = "StopTrainingJob"
         validate_request(op, {"TrainingJobName": TrainingJobName})
         self._runner.request_stop(TRAINING, TrainingJobName, op)
         return api_response({})
 
+    @_api
     def list_training_jobs(self, **request: Any) -> dict[str, Any]:
         op = "ListTrainingJobs"
         validate_request(op, request)
@@ -193,6 +238,7 @@ class LocalSageMakerClient:
 
     # ---- models -------------------------------------------------------------------------------
 
+    @_api
     def create_model(self, **request: Any) -> dict[str, Any]:
         op = "CreateModel"
         validate_request(op, request)
@@ -226,12 +272,14 @@ class LocalSageMakerClient:
         if not self.store.exists(uri.bucket, uri.key):
             raise validation_error(f"Could not find model data at {url}.", op)
 
+    @_api
     def describe_model(self, *, ModelName: str) -> dict[str, Any]:
         op = "DescribeModel"
         validate_request(op, {"ModelName": ModelName})
         record = self._model_record(ModelName, op)
         return api_response(self._describe(op, record, {"ModelName": record["name"]}, _model_defaults))
 
+    @_api
     def delete_model(self, *, ModelName: str) -> dict[str, Any]:
         op = "DeleteModel"
         validate_request(op, {"ModelName": ModelName})
@@ -239,6 +287,7 @@ class LocalSageMakerClient:
             raise validation_error(f'Could not find model "{self._arn("model", ModelName)}".', op)
         return api_response({})
 
+    @_api
     def list_models(self, **request: Any) -> dict[str, Any]:
         op = "ListModels"
         validate_request(op, request)
@@ -261,6 +310,7 @@ class LocalSageMakerClient:
 
     # ---- transform jobs -----------------------------------------------------------------------
 
+    @_api
     def create_transform_job(self, **request: Any) -> dict[str, Any]:
         op = "CreateTransformJob"
         validate_request(op, request)
@@ -288,6 +338,7 @@ class LocalSageMakerClient:
             )
         return api_response({"TransformJobArn": arn})
 
+    @_api
     def describe_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
         op = "DescribeTransformJob"
         validate_request(op, {"TransformJobName": TransformJobName})
@@ -299,12 +350,14 @@ class LocalSageMakerClient:
             self._describe(op, record, {"TransformJobName": record["name"]}, _transform_defaults)
         )
 
+    @_api
     def stop_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
         op = "StopTransformJob"
         validate_request(op, {"TransformJobName": TransformJobName})
         self._runner.request_stop(TRANSFORM, TransformJobName, op)
         return api_response({})
 
+    @_api
     def list_transform_jobs(self, **request: Any) -> dict[str, Any]:
         op = "ListTransformJobs"
         validate_request(op, request)
@@ -319,6 +372,7 @@ class LocalSageMakerClient:
 
     # ---- endpoint configs ---------------------------------------------------------------------
 
+    @_api
     def create_endpoint_config(self, **request: Any) -> dict[str, Any]:
         op = "CreateEndpointConfig"
         validate_request(op, request)
@@ -346,6 +400,7 @@ class LocalSageMakerClient:
             raise validation_error(f'Cannot create already existing endpoint configuration "{arn}".', op)
         return api_response({"EndpointConfigArn": arn})
 
+    @_api
     def describe_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
         op = "DescribeEndpointConfig"
         validate_request(op, {"EndpointConfigName": EndpointConfigName})
@@ -353,6 +408,7 @@ class LocalSageMakerClient:
         identity = {"EndpointConfigName": record["name"]}
         return api_response(self._describe(op, record, identity, _endpoint_config_defaults))
 
+    @_api
     def delete_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
         op = "DeleteEndpointConfig"
         validate_request(op, {"EndpointConfigName": EndpointConfigName})
@@ -360,6 +416,7 @@ class LocalSageMakerClient:
             raise self._config_not_found(EndpointConfigName, op)
         return api_response({})
 
+    @_api
     def list_endpoint_configs(self, **request: Any) -> dict[str, Any]:
         op = "ListEndpointConfigs"
         validate_request(op, request)
@@ -386,6 +443,7 @@ class LocalSageMakerClient:
 
     # ---- endpoints ----------------------------------------------------------------------------
 
+    @_api
     def create_endpoint(self, **request: Any) -> dict[str, Any]:
         op = "CreateEndpoint"
         validate_request(op, request)
@@ -416,6 +474,7 @@ class LocalSageMakerClient:
             raise validation_error(f'Cannot create already existing endpoint "{arn}".', op)
         return api_response({"EndpointArn": arn})
 
+    @_api
     def describe_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
         op = "DescribeEndpoint"
         validate_request(op, {"EndpointName": EndpointName})
@@ -427,6 +486,7 @@ class LocalSageMakerClient:
         }
         return api_response(_times(out))
 
+    @_api
     def update_endpoint(self, **request: Any) -> dict[str, Any]:
         op = "UpdateEndpoint"
         validate_request(op, request)
@@ -464,15 +524,17 @@ class LocalSageMakerClient:
             )
         return api_response({"EndpointArn": current["arn"]})
 
+    @_api
     def delete_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
         op = "DeleteEndpoint"
         validate_request(op, {"EndpointName": EndpointName})
         if not self._records.delete(ENDPOINTS, EndpointName):
             raise self._endpoint_not_found(EndpointName, op)
         self.served.drop(EndpointName)
-        self._deployer.log(EndpointName).write("endpoint deleted")
+        self.log_endpoint_event(EndpointName, "endpoint deleted")
         return api_response({})
 
+    @_api
     def list_endpoints(self, **request: Any) -> dict[str, Any]:
         op = "ListEndpoints"
         validate_request(op, request)
@@ -500,8 +562,12 @@ class LocalSageMakerClient:
         return record
 
     def log_endpoint_event(self, name: str, message: str) -> None:
-        """Append a line to the endpoint's log (``/aws/sagemaker/Endpoints/<name>``)."""
-        self._deployer.log(name).write(message)
+        """Append a line to the endpoint's log (``/aws/sagemaker/Endpoints/<name>``); a full disk loses the
+        line (the log reports what happened; it must not turn a done deletion into an error)."""
+        try:
+            self._deployer.log(name).write(message)
+        except DiskFull as err:
+            _log.warning("endpoint %s: log line lost (%s): %s", name, err, message)
 
     def _endpoint_record(self, name: str, op: str) -> Record:
         record = self.endpoint_record(name)

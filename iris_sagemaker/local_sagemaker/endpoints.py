@@ -12,18 +12,24 @@ serving the old one meanwhile, and if the new one cannot be loaded it stays on t
 Loader threads are supervised like job workers (:mod:`.jobs`): a record left ``Creating`` by a process
 that died reads ``Failed``, one left ``Updating`` reads ``InService`` on its previous config.
 
+A full disk: log lines are dropped (they report; they must not abort the record write that follows), the
+final state is saved in place when a new record file does not fit (see :mod:`.records`), and supervision
+on the read path returns the ended record unsaved rather than fail the read.
+
 Serving: :class:`ServedModels` keeps each endpoint's loaded model in memory, keyed by the model data it
 came from, so a restarted server (or another process on the same root) loads it again on first use.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iris_sagemaker.storage import ObjectStore
+from iris_sagemaker.storage import DiskFull, ObjectStore
 
 from . import knn
 from .channels import read_model
@@ -36,6 +42,7 @@ CREATING, IN_SERVICE, UPDATING, FAILED = "Creating", "InService", "Updating", "F
 LOADING = (CREATING, UPDATING)
 SERVING = (IN_SERVICE, UPDATING)
 LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ class EndpointDeployer:
         log = self.log(name)
         try:
             deployment = deployment_of(self.records, config_name)
-            log.write(f"loading model {deployment.model_name} from {deployment.model_data_url}")
+            _note(log, f"loading model {deployment.model_name} from {deployment.model_data_url}")
             model = read_model(self.served.store, deployment.model_data_url)
         except JobFailure as failure:
             self._fail(name, config_name, str(failure), log)
@@ -160,9 +167,10 @@ class EndpointDeployer:
             self._fail(name, config_name, f"InternalServerError: {type(err).__name__}: {err}", log)
             return
         config = model.config
-        log.write(
+        _note(
+            log,
             f"model loaded: {config.index_type} ({config.index_metric}), {model.index.ntotal} vectors, "
-            f"d={config.feature_dim}, k={config.k}, {config.predictor_type}"
+            f"d={config.feature_dim}, k={config.k}, {config.predictor_type}",
         )
         stamp = to_json_time(now())
 
@@ -179,10 +187,10 @@ class EndpointDeployer:
             )
             state.pop("FailureReason", None)
             record.update(loading=None, deployed=config_name, model_data_url=deployment.model_data_url)
-            log.write(f"endpoint InService with endpoint config {config_name}")
+            _note(log, f"endpoint InService with endpoint config {config_name}")
             return True
 
-        self.records.update(ENDPOINTS, name, mutate)
+        self._save_end(name, mutate)
 
     def _fail(self, name: str, config_name: str, reason: str, log: JobLog) -> None:
         def mutate(record: Record) -> bool:
@@ -190,10 +198,18 @@ class EndpointDeployer:
             if state["EndpointStatus"] not in LOADING or record.get("loading") != config_name:
                 return False
             _end_loading(record, reason)
-            log.write(f"endpoint {state['EndpointStatus']}: {reason}")
+            _note(log, f"endpoint {state['EndpointStatus']}: {reason}")
             return True
 
-        self.records.update(ENDPOINTS, name, mutate)
+        self._save_end(name, mutate)
+
+    def _save_end(self, name: str, mutate: Callable[[Record], bool]) -> None:
+        """Save a load's end (in place on a full disk); if even that does not fit, the record stays
+        loading and supervision ends it once this loader is gone."""
+        try:
+            self.records.update(ENDPOINTS, name, mutate, in_place_fallback=True)
+        except DiskFull as err:
+            _log.warning("endpoint %s: cannot save the end of its model load (%s)", name, err)
 
     def supervise(self, record: Record) -> Record:
         """``record``, first ended as Failed (or back InService) if its loader died."""
@@ -204,18 +220,36 @@ class EndpointDeployer:
             state = current["state"]
             if state["EndpointStatus"] not in LOADING or owner_alive(current["owner"]):
                 return False
-            owner = current["owner"]
-            reason = (
-                f"InternalServerError: the embedded engine's process (pid {owner['pid']} on "
-                f"{owner['host']}) stopped before the model of endpoint config "
-                f"{current.get('loading')} was loaded."
-            )
-            _end_loading(current, reason)
-            self.log(current["name"]).write(f"endpoint {state['EndpointStatus']}: {reason}")
+            _end_orphan(current)
+            _note(self.log(current["name"]), f"endpoint {state['EndpointStatus']}: {state['FailureReason']}")
             return True
 
-        updated = self.records.update(ENDPOINTS, record["name"], mutate)
+        try:
+            updated = self.records.update(ENDPOINTS, record["name"], mutate, in_place_fallback=True)
+        except DiskFull as err:  # a read must not need space: answer with the end, save it later
+            _log.warning("endpoint %s: cannot save its end yet (%s)", record["name"], err)
+            view = copy.deepcopy(record)
+            _end_orphan(view)
+            return view
         return updated if updated is not None else record
+
+
+def _end_orphan(record: Record) -> None:
+    owner = record["owner"]
+    reason = (
+        f"InternalServerError: the embedded engine's process (pid {owner['pid']} on "
+        f"{owner['host']}) stopped before the model of endpoint config "
+        f"{record.get('loading')} was loaded."
+    )
+    _end_loading(record, reason)
+
+
+def _note(log: JobLog, message: str) -> None:
+    """Append a line to an endpoint's log unless the disk is full (then the line is lost, not the load)."""
+    try:
+        log.write(message)
+    except DiskFull as err:
+        _log.warning("%s: log line lost (%s): %s", log.path, err, message)
 
 
 def _end_loading(record: Record, reason: str) -> None:
