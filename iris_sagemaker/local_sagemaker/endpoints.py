@@ -148,7 +148,12 @@ class EndpointDeployer:
         owner, thread = registered_thread(
             f"local-sagemaker-endpoint-{name}", lambda: self._deploy(name, config_name)
         )
-        if not create(owner):
+        try:
+            created = create(owner)
+        except BaseException:  # a full disk: the loader will never start
+            discard_thread(owner)
+            raise
+        if not created:
             discard_thread(owner)
             return False
         thread.start()

@@ -226,7 +226,12 @@ class JobRunner:
         with _registry_lock:
             _threads[owner["token"]] = thread
             _stop_events[owner["token"]] = event
-        if not self.records.create(jtype.folder, name, record):
+        try:
+            created = self.records.create(jtype.folder, name, record)
+        except BaseException:  # a full disk: no record, so no worker may stay registered
+            _forget(owner["token"])
+            raise
+        if not created:
             _forget(owner["token"])
             return False
         thread.start()
