@@ -346,14 +346,21 @@ class JobRunner:
             self._finish(jtype, name, outcome, ctx)
             return
         except DiskFull as err:
-            if outcome.status == "Completed":
-                outcome = Outcome("Failed", self._disk_full_reason(err, ctx.discard_outputs()))
-        try:
+            if outcome.status != "Completed":
+                self._keep_unsaved(jtype, name, outcome, token, err)
+                return
+            outcome = Outcome("Failed", self._disk_full_reason(err, ctx.discard_outputs()))
+        try:  # the removal usually made room
             self._finish(jtype, name, outcome, ctx)
         except DiskFull as err:
-            _log.warning("%s %s: cannot save its end yet (%s)", jtype.noun, name, err)
-            with _registry_lock:
-                _unrecorded[token] = outcome
+            self._keep_unsaved(jtype, name, outcome, token, err)
+
+    @staticmethod
+    def _keep_unsaved(jtype: JobType, name: str, outcome: Outcome, token: str, err: DiskFull) -> None:
+        """Leave the outcome for supervision (in this process) to save once there is room."""
+        _log.warning("%s %s: cannot save its end yet (%s)", jtype.noun, name, err)
+        with _registry_lock:
+            _unrecorded[token] = outcome
 
     def _disk_full_reason(self, err: OSError, removed: list[str] | None = None) -> str:
         reason = f"InternalServerError: {disk_full_message(err, self.records.base.parent)}"
