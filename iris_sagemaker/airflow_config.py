@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from iris_sagemaker import specs
+from iris_sagemaker.run_objects import ROOT, RUNS_PREFIX, TUTORIAL_KEYS, run_folder
 from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings, SettingsError
 
 # As in the tutorial: Airflow Variables `s3_bucket` and `role`, connection `aws-sagemaker`.
@@ -26,6 +27,8 @@ DEFAULT_CHECK_INTERVAL = 30  # seconds, the provider's default
 # Jinja used by both modes; the macros are registered on the DAG (user_defined_macros).
 MACROS_SETTINGS = "iris_settings"
 MACROS_JOB_NAMES = "iris_job_names"
+MACROS_RUN_FOLDER = "iris_run_folder"
+RUN_FOLDER_TEMPLATE = "{{ iris_run_folder(run_id) }}"
 BUCKET_TEMPLATE = "{{ iris_settings().bucket }}"
 ROLE_TEMPLATE = "{{ iris_settings().role_arn }}"
 TRAINING_JOB_TEMPLATE = "{{ iris_job_names(run_id).training_job }}"
@@ -100,6 +103,16 @@ def job_names(run_id: str) -> specs.JobNames:
     return specs.job_names(run_id)
 
 
+def templated_scoped(key: str) -> str:
+    """A tutorial key in the run's own folder, as Jinja: ``iris/runs/{{ iris_run_folder(run_id) }}/X``
+    (``run_objects.scoped`` rendered per run)."""
+    return f"{RUNS_PREFIX}{RUN_FOLDER_TEMPLATE}/{key[len(ROOT):]}"
+
+
+def run_folder_macro(run_id: str) -> str:
+    return run_folder(run_id)
+
+
 # --- requests (aws mode: the provider operators' configs) ------------------------------------------
 
 
@@ -107,7 +120,15 @@ def aws_configs(settings: Settings) -> dict[str, dict[str, Any]]:
     """The three operator configs: the shared builders' bodies with Jinja where a value is per run."""
     templated = templated_settings(settings)
     return {
-        "training": specs.training_job_request(templated, TRAINING_JOB_TEMPLATE),
+        "training": specs.training_job_request(
+            templated, TRAINING_JOB_TEMPLATE, train_key=templated_scoped(TUTORIAL_KEYS.train)
+        ),
         "model": specs.model_request(templated, MODEL_TEMPLATE, MODEL_DATA_URL_TEMPLATE),
-        "transform": specs.transform_job_request(templated, TRANSFORM_JOB_TEMPLATE, MODEL_NAME_TEMPLATE),
+        "transform": specs.transform_job_request(
+            templated,
+            TRANSFORM_JOB_TEMPLATE,
+            MODEL_NAME_TEMPLATE,
+            input_key=templated_scoped(TUTORIAL_KEYS.test),
+            output_prefix=templated_scoped(TUTORIAL_KEYS.output_prefix),
+        ),
     }

@@ -72,6 +72,7 @@ def build_dag(
         user_defined_macros={
             airflow_config.MACROS_SETTINGS: airflow_config.resolve_settings,
             airflow_config.MACROS_JOB_NAMES: airflow_config.job_names,
+            airflow_config.MACROS_RUN_FOLDER: airflow_config.run_folder_macro,
         },
         tags=["iris", "sagemaker", settings.backend],
         doc_md=__doc__,
@@ -91,11 +92,11 @@ def build_dag(
 
 def _data_prep(conn: str) -> Any:
     @task(task_id="data_prep", multiple_outputs=False)
-    def data_prep() -> dict:
-        """Read and split Iris; write train/test CSVs (and the held-out labels) to the bucket."""
+    def data_prep(run_id: str | None = None) -> dict:
+        """Read and split Iris; write train/test CSVs (and the held-out labels) to the run's folder."""
         airflow_tasks = _task_code()
         settings = airflow_config.resolve_settings()
-        return airflow_tasks.data_prep(settings, airflow_tasks.object_store(settings, conn))
+        return airflow_tasks.data_prep(settings, airflow_tasks.object_store(settings, conn), str(run_id))
 
     return data_prep()
 
@@ -135,10 +136,11 @@ def _local_test_model() -> Any:
 
 def _score(conn: str) -> Any:
     @task(task_id="score_predictions", multiple_outputs=False)
-    def score_predictions(transform_job_name: str) -> dict:
-        """Join the predictions with the held-out labels; fail below the accuracy threshold."""
+    def score_predictions(transform_job_name: str, run_id: str | None = None) -> dict:
+        """Join the predictions with the held-out labels; fail below the accuracy threshold, else
+        publish the run's objects to the tutorial's keys."""
         airflow_tasks = _task_code()
         settings, store, client = airflow_tasks.backends(conn)
-        return airflow_tasks.score_predictions(settings, store, client, transform_job_name)
+        return airflow_tasks.score_predictions(settings, store, client, transform_job_name, str(run_id))
 
     return score_predictions(TRANSFORM_NAME_TEMPLATE)

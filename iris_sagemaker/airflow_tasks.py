@@ -1,8 +1,9 @@
 """What the Airflow mirror's tasks do when they run (imported by the task callables, not at parse time).
 
 ``airflow_dag`` only wires these into a DAG. Every request body comes from ``specs`` and every object
-key from ``settings``, exactly as for the Dagster assets, so both orchestrators send identical requests
-and leave identical objects. Task results are JSON (``sagemaker_steps.json_safe``): no XCom pickling.
+key from ``run_objects`` (the run's own folder, published to the tutorial's keys once it scored), exactly
+as for the Dagster assets, so both orchestrators send identical requests and leave identical objects.
+Task results are JSON (``sagemaker_steps.json_safe``): no XCom pickling.
 
 The local tasks return the same XCom shapes as the Amazon provider's operators
 (``{"Training": ...}``, ``{"Model": ...}``, ``{"Transform": ...}``), so downstream templates read the
@@ -17,17 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from iris_sagemaker import dataset, evaluation, sagemaker_steps, specs
+from iris_sagemaker import dataset, evaluation, run_objects, sagemaker_steps, specs
 from iris_sagemaker.airflow_config import job_names, resolve_settings
 from iris_sagemaker.backends import make_sagemaker_client, make_store
-from iris_sagemaker.settings import (
-    RAW_KEY,
-    SCORED_KEY,
-    TEST_KEY,
-    TEST_LABELS_KEY,
-    TRAIN_KEY,
-    Settings,
-)
+from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, Settings
 from iris_sagemaker.storage import ObjectStore, S3ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -68,19 +62,21 @@ def sagemaker_client(settings: Settings, aws_conn_id: str, store: ObjectStore) -
 # --- the tasks ------------------------------------------------------------------------------------
 
 
-def data_prep(settings: Settings, store: ObjectStore, log: Log = logger.info) -> dict[str, Any]:
-    """Read, validate and split Iris; write what Dagster's raw_iris / train_csv / test_csv write."""
+def data_prep(settings: Settings, store: ObjectStore, run_id: str, log: Log = logger.info) -> dict[str, Any]:
+    """Read, validate and split Iris; write what Dagster's raw_iris / train_csv / test_csv write, in the
+    run's own folder (``run_objects``)."""
+    keys = run_objects.run_keys(run_id)
     source, data = dataset.read_source(settings.data_url)
     frame = dataset.parse_iris(data, source)
     parts = dataset.split(frame, seed=settings.split_seed)
     bucket = settings.bucket
-    store.put_bytes(bucket, RAW_KEY, frame.to_csv(index=False).encode())
-    store.put_bytes(bucket, TRAIN_KEY, dataset.to_sagemaker_csv(parts.train))
-    store.put_bytes(bucket, TEST_LABELS_KEY, parts.test_labels.to_frame().to_csv(index=False).encode())
-    store.put_bytes(bucket, TEST_KEY, dataset.to_sagemaker_csv(parts.test_features))
+    store.put_bytes(bucket, keys.raw, frame.to_csv(index=False).encode())
+    store.put_bytes(bucket, keys.train, dataset.to_sagemaker_csv(parts.train))
+    store.put_bytes(bucket, keys.labels, parts.test_labels.to_frame().to_csv(index=False).encode())
+    store.put_bytes(bucket, keys.test, dataset.to_sagemaker_csv(parts.test_features))
     log(
         f"read {len(frame)} rows from {source}; wrote {len(parts.train)} train / {len(parts.test_features)} "
-        f"test rows to {store.describe()}"
+        f"test rows to {store.describe()}, under {settings.uri(keys.raw.rpartition('/raw/')[0])}/"
     )
     return {
         "source": source,
@@ -88,14 +84,15 @@ def data_prep(settings: Settings, store: ObjectStore, log: Log = logger.info) ->
         "train_rows": len(parts.train),
         "test_rows": len(parts.test_features),
         "split_seed": settings.split_seed,
-        "train_uri": settings.uri(TRAIN_KEY),
-        "test_uri": settings.uri(TEST_KEY),
-        "labels_uri": settings.uri(TEST_LABELS_KEY),
+        "train_uri": settings.uri(keys.train),
+        "test_uri": settings.uri(keys.test),
+        "labels_uri": settings.uri(keys.labels),
     }
 
 
 def train_model(settings: Settings, client: Any, run_id: str, log: Log = logger.info) -> dict[str, Any]:
-    request = specs.training_job_request(settings, job_names(run_id).training_job)
+    keys = run_objects.run_keys(run_id)
+    request = specs.training_job_request(settings, job_names(run_id).training_job, train_key=keys.train)
     description = sagemaker_steps.run_training_job(
         client, request, sagemaker_steps.waiting_for(settings.is_local), log=log
     )
@@ -112,7 +109,14 @@ def create_model(
 def test_model(
     settings: Settings, client: Any, run_id: str, model_name: str, log: Log = logger.info
 ) -> dict[str, Any]:
-    request = specs.transform_job_request(settings, job_names(run_id).transform_job, model_name)
+    keys = run_objects.run_keys(run_id)
+    request = specs.transform_job_request(
+        settings,
+        job_names(run_id).transform_job,
+        model_name,
+        input_key=keys.test,
+        output_prefix=keys.output_prefix,
+    )
     description = sagemaker_steps.run_transform_job(
         client, request, sagemaker_steps.waiting_for(settings.is_local), log=log
     )
@@ -120,34 +124,54 @@ def test_model(
 
 
 def score_predictions(
-    settings: Settings, store: ObjectStore, client: Any, transform_job_name: str, log: Log = logger.info
+    settings: Settings,
+    store: ObjectStore,
+    client: Any,
+    transform_job_name: str,
+    run_id: str,
+    log: Log = logger.info,
 ) -> dict[str, Any]:
-    """Join the transform's predictions with the held-out labels, as Dagster's test_predictions does.
+    """Join the transform's predictions with the held-out labels, as Dagster's test_predictions does,
+    then publish the run's objects to the tutorial's keys.
 
-    Fails (like the blocking asset check) when accuracy is below ``ACCURACY_THRESHOLD``.
+    Fails (like the blocking asset check) when accuracy is below ``ACCURACY_THRESHOLD``; nothing is
+    published then.
     """
     bucket = settings.bucket
+    keys = run_objects.run_keys(run_id)
     description = client.describe_transform_job(TransformJobName=transform_job_name)
-    output_key = specs.transform_output_key(TEST_KEY)
+    output_key = specs.transform_output_key(keys.test, keys.output_prefix)
     predicted = sagemaker_steps.read_transform_output(store, bucket, output_key, description)
-    features = pd.read_csv(io.BytesIO(store.get_bytes(bucket, TEST_KEY)), header=None, names=dataset.FEATURES)
-    labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, TEST_LABELS_KEY)))["true_label"]
+    test_csv = store.get_bytes(bucket, keys.test)
+    features = pd.read_csv(io.BytesIO(test_csv), header=None, names=dataset.FEATURES)
+    labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, keys.labels)))["true_label"]
     table = evaluation.join_predictions(features, labels, evaluation.parse_predictions(predicted))
     scores = evaluation.score(table)
-    store.put_bytes(bucket, SCORED_KEY, table.to_csv(index=False).encode())
+    store.put_bytes(bucket, keys.scored, table.to_csv(index=False).encode())
     log(
         f"accuracy {scores.accuracy:.4f} on {len(table)} test rows\n"
         f"{evaluation.confusion_markdown(scores.confusion)}"
     )
     if scores.accuracy < ACCURACY_THRESHOLD:
         raise ValueError(
-            f"accuracy {scores.accuracy:.4f} on {len(table)} test rows is below {ACCURACY_THRESHOLD}"
+            f"accuracy {scores.accuracy:.4f} on {len(table)} test rows is below {ACCURACY_THRESHOLD}; the "
+            f"run's objects stay in {settings.uri(keys.raw.rpartition('/raw/')[0])}/ and are not published"
         )
+    sources = {
+        published: ours
+        for published, ours in zip(
+            vars(run_objects.TUTORIAL_KEYS).values(), vars(keys).values(), strict=True
+        )
+        if published != run_objects.TUTORIAL_KEYS.output_prefix
+    }
+    run_objects.publish(store, bucket, run_id, sources, log)
     return {
         "accuracy": scores.accuracy,
         "rows": len(table),
         "correct": int(table["correct"].sum()),
         "predictions_uri": settings.uri(output_key),
-        "scored_uri": settings.uri(SCORED_KEY),
+        "scored_uri": settings.uri(keys.scored),
+        "published_predictions_uri": settings.uri(PREDICTIONS_KEY),
+        "published_scored_uri": settings.uri(SCORED_KEY),
         "transform_job_name": transform_job_name,
     }

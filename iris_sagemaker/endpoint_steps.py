@@ -114,6 +114,20 @@ def deploy(
     return described
 
 
+def check_still_serving(client: Any, endpoint_name: str, config_name: str) -> None:
+    """After the online check: the endpoint must still serve ``config_name``. Another run that deployed
+    to the same endpoint meanwhile would have made the check compare its model, not this run's."""
+    described = describe_endpoint(client, endpoint_name)
+    now = described.get("EndpointConfigName") if described else None
+    if now != config_name:
+        raise SageMakerJobError(
+            f"endpoint {endpoint_name} was switched to endpoint config {now} (another run deploying to "
+            f"the same endpoint) while this run checked it on {config_name}: the online check did not "
+            "test this run's model. Run one deploy at a time per endpoint (IRIS_SAGEMAKER_ENDPOINT_NAME "
+            "names it), then rerun."
+        )
+
+
 def _settle(
     client: Any, name: str, waiting: Waiting, log: Log, on_poll: OnPoll | None
 ) -> dict[str, Any] | None:

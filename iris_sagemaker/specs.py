@@ -109,9 +109,14 @@ def model_request(settings: Settings, name: str, model_data_url: str) -> dict[st
 
 
 def transform_job_request(
-    settings: Settings, name: str, model_name: str, input_key: str = TEST_KEY
+    settings: Settings,
+    name: str,
+    model_name: str,
+    input_key: str = TEST_KEY,
+    output_prefix: str = OUTPUT_PREFIX,
 ) -> dict[str, Any]:
-    """CreateTransformJob scoring the test split line by line; output lands under ``iris/results``."""
+    """CreateTransformJob scoring the test split line by line; output lands under ``output_prefix``
+    (the tutorial's ``iris/results``; a run's own ``iris/runs/<run>/results``, see ``run_objects``)."""
     return {
         "TransformJobName": name,
         "ModelName": model_name,
@@ -120,7 +125,7 @@ def transform_job_request(
             "SplitType": "Line",
             "ContentType": "text/csv",
         },
-        "TransformOutput": {"S3OutputPath": settings.uri(OUTPUT_PREFIX)},
+        "TransformOutput": {"S3OutputPath": settings.uri(output_prefix)},
         "TransformResources": {"InstanceCount": 1, "InstanceType": settings.instance_type},
     }
 

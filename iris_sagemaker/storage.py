@@ -135,7 +135,13 @@ class ObjectStore(Protocol):
 
     def open_write(self, bucket: str, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 
-    def delete(self, bucket: str, key: str) -> None: ...
+    def create_exclusive(self, bucket: str, key: str, data: bytes) -> bool:
+        """Write the object only if it does not exist (atomically); False when it already did."""
+        ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove the object; a missing one is not an error (as S3's DeleteObject)."""
+        ...
 
     def describe(self) -> str: ...
 
@@ -167,6 +173,25 @@ class LocalObjectStore:
     def get_bytes(self, bucket: str, key: str) -> bytes:
         with self.open_read(bucket, key) as fh:
             return fh.read()
+
+    def create_exclusive(self, bucket: str, key: str, data: bytes) -> bool:
+        # Written in full under a temporary name, then linked in: link() fails if the name exists, so
+        # exactly one of several writers wins and nobody ever sees a partial object.
+        path = self.path_for(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def exists(self, bucket: str, key: str) -> bool:
         return self.path_for(bucket, key).is_file()
@@ -296,6 +321,21 @@ class S3ObjectStore:
     def get_bytes(self, bucket: str, key: str) -> bytes:
         with self.open_read(bucket, key) as fh:
             return fh.read()
+
+    def create_exclusive(self, bucket: str, key: str, data: bytes) -> bool:
+        # S3's conditional write (If-None-Match: *): 412 PreconditionFailed when the key exists.
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=validate_bucket(bucket), Key=validate_key(key), Body=data, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise self._translate(err, bucket, key) from err
 
     def exists(self, bucket: str, key: str) -> bool:
         from botocore.exceptions import ClientError

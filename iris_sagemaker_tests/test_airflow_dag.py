@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from iris_sagemaker import specs
+from iris_sagemaker import run_objects, specs
 from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings
 from iris_sagemaker_tests.airflow_support import (
     DAGS_FOLDER,
@@ -138,11 +138,16 @@ def test_rendered_configs_equal_the_shared_builders_bodies(monkeypatch: pytest.M
 
     settings = Settings.from_env(bucket=BUCKET, role_arn=ROLE)
     names = specs.job_names(run_id)
-    assert rendered["train_model"] == specs.training_job_request(settings, names.training_job)
+    own = run_objects.run_keys(run_id)  # the run's own folder, as the local tasks and Dagster use
+    assert rendered["train_model"] == specs.training_job_request(
+        settings, names.training_job, train_key=own.train
+    )
     assert rendered["create_model"] == specs.model_request(settings, names.model, artifact)
-    assert rendered["test_model"] == specs.transform_job_request(settings, names.transform_job, names.model)
+    assert rendered["test_model"] == specs.transform_job_request(
+        settings, names.transform_job, names.model, input_key=own.test, output_prefix=own.output_prefix
+    )
     assert rendered["train_model"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
-        f"s3://{BUCKET}/iris/processed-input-data/train.csv"
+        f"s3://{BUCKET}/iris/runs/manual__2026-01-02T03-04-05.678901-00-00/processed-input-data/train.csv"
     )
     assert rendered["train_model"]["RoleArn"] == ROLE
 

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from iris_sagemaker import dataset, specs
+from iris_sagemaker import dataset, run_objects, specs
 from iris_sagemaker.settings import (
     DEFAULT_LOCAL_BUCKET,
     PREDICTIONS_KEY,
@@ -109,10 +109,14 @@ class MotoRecorder:
     def _write_transform_output(self, request: dict[str, Any]) -> None:
         """What k-NN would write: one prediction per test row (here: the true labels, in order)."""
         s3 = s3_client(self.endpoint)
-        labels = pd.read_csv(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=TEST_LABELS_KEY)["Body"].read()))
+        test_key = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"].removeprefix(
+            f"s3://{BUCKET}/"
+        )
+        labels_key = run_objects.sibling(test_key, TEST_LABELS_KEY)
+        labels = pd.read_csv(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=labels_key)["Body"].read()))
         out = {"predictions": [{"predicted_label": float(v)} for v in labels["true_label"]]}
         output_path = request["TransformOutput"]["S3OutputPath"].removeprefix(f"s3://{BUCKET}/")
-        key = specs.transform_output_key(TEST_KEY, output_path)
+        key = specs.transform_output_key(test_key, output_path)
         s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(out).encode())
 
 
@@ -153,12 +157,6 @@ def test_aws_mode_sends_the_builders_requests_to_sagemaker(
         **{"AIRFLOW_CONN_AWS-SAGEMAKER": aws_connection(moto_endpoint, REGION)},
     )
 
-    # data_prep wrote the same CSVs to (moto's) S3 through the aws-sagemaker connection.
-    parts = _expected_split()
-    get = lambda key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()  # noqa: E731
-    assert get(TRAIN_KEY) == dataset.to_sagemaker_csv(parts.train)
-    assert get(TEST_KEY) == dataset.to_sagemaker_csv(parts.test_features)
-
     # Exactly one request each, equal to what the shared builders (and so the Dagster assets) send.
     (training,) = recorder.bodies["create_training_job"]
     (model,) = recorder.bodies["create_model"]
@@ -168,10 +166,25 @@ def test_aws_mode_sends_the_builders_requests_to_sagemaker(
     assert name.startswith("train-iris-manual-")
     run_key = name.removeprefix("train-iris-")
     names = specs.job_names(run_key)
-    assert training == specs.training_job_request(settings, names.training_job)
+    train_uri = training["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    folder = run_objects.folder_of(train_uri.removeprefix(f"s3://{BUCKET}/"))
+    assert folder is not None and folder.startswith("manual__")  # the DAG run's own folder
+    own = run_objects.run_keys(folder)
+    assert training == specs.training_job_request(settings, names.training_job, train_key=own.train)
     artifact = f"s3://{BUCKET}/iris/results/{names.training_job}/output/model.tar.gz"
     assert model == specs.model_request(settings, names.model, artifact)
-    assert transform == specs.transform_job_request(settings, names.transform_job, names.model)
+    assert transform == specs.transform_job_request(
+        settings, names.transform_job, names.model, input_key=own.test, output_prefix=own.output_prefix
+    )
+
+    # data_prep wrote the CSVs to (moto's) S3 through the aws-sagemaker connection, in the run's folder;
+    # the scoring task published them to the tutorial's keys.
+    parts = _expected_split()
+    get = lambda key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()  # noqa: E731
+    for key in (own.train, TRAIN_KEY):
+        assert get(key) == dataset.to_sagemaker_csv(parts.train)
+    for key in (own.test, TEST_KEY):
+        assert get(key) == dataset.to_sagemaker_csv(parts.test_features)
 
     # The scoring task read the transform output and wrote the scored table.
     scored = pd.read_csv(io.BytesIO(get(SCORED_KEY)))

@@ -19,7 +19,7 @@ import requests
 from dagster import materialize
 from moto.server import ThreadedMotoServer
 
-from iris_sagemaker import specs
+from iris_sagemaker import run_objects, specs
 from iris_sagemaker.dagster_defs.definitions import build_definitions
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
 from iris_sagemaker.settings import Settings
@@ -74,18 +74,19 @@ def test_sagemaker_receives_the_tutorial_requests(s3: Any, moto_endpoint: str) -
     result = _materialize(UP_TO_MODEL)
     assert result.success, _failure_message(result)
 
+    # The run's own folder (run_objects); the tutorial's keys are published only after scoring.
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
-    assert {"iris/processed-input-data/train.csv", "iris/processed-input-data/test.csv"} <= keys
-    train = pd.read_csv(
-        io.BytesIO(s3.get_object(Bucket=BUCKET, Key="iris/processed-input-data/train.csv")["Body"].read()),
-        header=None,
-    )
+    run = result.run_id.replace("-", "")
+    own = run_objects.run_keys(run)
+    assert {own.train, own.test, own.labels} <= keys
+    assert "iris/processed-input-data/train.csv" not in keys
+    train = pd.read_csv(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=own.train)["Body"].read()), header=None)
     assert train.shape == (105, 5)
 
     sagemaker = boto3.client("sagemaker", endpoint_url=moto_endpoint, region_name="us-east-2")
     job = result.output_for_node("knn_training_job")
     seen = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
-    expected = specs.training_job_request(Settings.from_env(), job["TrainingJobName"])
+    expected = specs.training_job_request(Settings.from_env(), job["TrainingJobName"], train_key=own.train)
     assert (
         seen["HyperParameters"]
         == expected["HyperParameters"]
@@ -118,8 +119,10 @@ def test_completed_transform_without_output_fails_the_asset(s3: Any) -> None:
     result = _materialize()
     assert not result.success
     message = _failure_message(result)
+    run = result.run_id.replace("-", "")
     assert (
-        "reported Completed but wrote no output at s3://tutorial-bucket/iris/results/test.csv.out" in message
+        f"reported Completed but wrote no output at s3://tutorial-bucket/iris/runs/{run}/results/test.csv.out"
+        in message
     )
 
 
@@ -144,11 +147,12 @@ class _SageMakerWritesOutput:
 
     def create_transform_job(self, **request: Any) -> Any:
         response = self._client.create_transform_job(**request)
-        labels = pd.read_csv(
-            io.BytesIO(self._s3.get_object(Bucket=BUCKET, Key="iris/holdout/test_labels.csv")["Body"].read())
-        )
+        test_key = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3]
+        labels_key = run_objects.sibling(test_key, "iris/holdout/test_labels.csv")
+        labels = pd.read_csv(io.BytesIO(self._s3.get_object(Bucket=BUCKET, Key=labels_key)["Body"].read()))
         body = {"predictions": [{"predicted_label": float(v)} for v in labels["true_label"]]}
-        self._s3.put_object(Bucket=BUCKET, Key="iris/results/test.csv.out", Body=json.dumps(body).encode())
+        out = request["TransformOutput"]["S3OutputPath"].split("/", 3)[3] + "/test.csv.out"
+        self._s3.put_object(Bucket=BUCKET, Key=out, Body=json.dumps(body).encode())
         return response
 
 
@@ -163,9 +167,18 @@ def test_predictions_path_on_aws_when_sagemaker_writes_output(s3: Any) -> None:
     assert len(table) == 45
     meta = result.asset_materializations_for_node("test_predictions")[0].metadata
     assert meta["accuracy"].value == 1.0
-    assert meta["predictions_uri"].value == f"s3://{BUCKET}/iris/results/test.csv.out"
+    run = result.run_id.replace("-", "")
+    assert meta["predictions_uri"].value == f"s3://{BUCKET}/iris/runs/{run}/results/test.csv.out"
+    assert meta["published_predictions_uri"].value == f"s3://{BUCKET}/iris/results/test.csv.out"
+    # Published on S3: the tutorial's keys hold this run's objects, and latest-run.json says so.
     scored = s3.get_object(Bucket=BUCKET, Key="iris/evaluation/test_predictions.csv")["Body"].read()
     assert len(pd.read_csv(io.BytesIO(scored))) == 45
+    latest = json.loads(s3.get_object(Bucket=BUCKET, Key="iris/latest-run.json")["Body"].read())
+    assert latest["run"] == run and latest["objects"]["iris/results/test.csv.out"].startswith(
+        f"iris/runs/{run}/"
+    )
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "iris/.publish-lock" not in keys
 
 
 def test_nothing_secret_reaches_metadata(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,3 +103,12 @@ def test_every_row_is_checked_online_in_batched_requests(lab: Lab, monkeypatch) 
     assert sizes[:6] == [1] * 6 and all(1 < n <= 12 for n in sizes[6:]) and sum(sizes[1:]) == 60
     expected = lab.client.served.get("iris-knn", lab.client.endpoint_record("iris-knn")["model_data_url"])
     assert check.predicted == expected.predict(features).predicted.tolist()
+
+
+def test_an_endpoint_switched_by_another_run_fails_the_online_check(lab: Lab) -> None:
+    """Two runs deploying to one endpoint: the run whose config no longer serves says so."""
+    _deploy(lab, "run-a", "good")
+    endpoint_steps.check_still_serving(lab.client, "iris-knn", "run-a")  # still its own: passes
+    _deploy(lab, "run-b", "good")  # the other run deploys meanwhile
+    with pytest.raises(SageMakerJobError, match=r"endpoint iris-knn was switched to endpoint config run-b"):
+        endpoint_steps.check_still_serving(lab.client, "iris-knn", "run-a")

@@ -34,29 +34,45 @@ def io_manager(tmp_path: Path) -> IrisS3IOManager:
     return IrisS3IOManager(backend=SageMakerResource(local_root=str(tmp_path), bucket="b-1"))
 
 
-def _output(asset: str, metadata: dict):
-    return build_output_context(asset_key=AssetKey(asset), definition_metadata=metadata)
+def _output(asset: str, metadata: dict, run: str = "run-1"):
+    return build_output_context(asset_key=AssetKey(asset), definition_metadata=metadata, run_id=run)
 
 
-def _input(asset: str, metadata: dict):
-    return build_input_context(asset_key=AssetKey(asset), upstream_output=_output(asset, metadata))
+def _input(asset: str, metadata: dict, run: str = "run-1"):
+    return build_input_context(asset_key=AssetKey(asset), upstream_output=_output(asset, metadata, run))
 
 
 def test_labels_are_stored_apart_and_joined_back(io_manager: IrisS3IOManager, tmp_path: Path) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "true_label": [2, 0]})
     io_manager.handle_output(_output("test_csv", TEST_META), frame)
     bucket = tmp_path / "s3" / "b-1"
-    # What the transform reads: features only, no header; the labels elsewhere.
-    assert (bucket / "iris/processed-input-data/test.csv").read_text() == "1.0,3.0\n2.0,4.0\n"
-    assert (bucket / "iris/holdout/test_labels.csv").read_text() == "true_label\n2\n0\n"
+    # What the transform reads: features only, no header; the labels elsewhere; all in the run's folder.
+    assert (bucket / "iris/runs/run1/processed-input-data/test.csv").read_text() == "1.0,3.0\n2.0,4.0\n"
+    assert (bucket / "iris/runs/run1/holdout/test_labels.csv").read_text() == "true_label\n2\n0\n"
+    assert not (bucket / "iris/processed-input-data/test.csv").exists()  # only publishing writes there
     loaded = io_manager.load_input(_input("test_csv", TEST_META))
     pd.testing.assert_frame_equal(loaded, frame)
+
+
+def test_a_run_reads_its_own_copy_else_the_published_one(io_manager: IrisS3IOManager, tmp_path: Path) -> None:
+    ours = pd.DataFrame({"a": [1.0], "b": [2.0], "true_label": [1]})
+    theirs = pd.DataFrame({"a": [9.0], "b": [9.0], "true_label": [0]})
+    io_manager.handle_output(_output("test_csv", TEST_META, "run-1"), ours)
+    io_manager.handle_output(_output("test_csv", TEST_META, "run-2"), theirs)  # another run, same bucket
+    pd.testing.assert_frame_equal(io_manager.load_input(_input("test_csv", TEST_META, "run-1")), ours)
+    bucket = tmp_path / "s3" / "b-1"
+    (bucket / "iris/processed-input-data").mkdir(parents=True)
+    (bucket / "iris/holdout").mkdir(parents=True)
+    (bucket / "iris/processed-input-data/test.csv").write_text("5.0,6.0\n")
+    (bucket / "iris/holdout/test_labels.csv").write_text("true_label\n2\n")
+    published = io_manager.load_input(_input("test_csv", TEST_META, "run-3"))  # made nothing itself
+    assert published.to_dict("records") == [{"a": 5.0, "b": 6.0, "true_label": 2}]
 
 
 def test_dicts_are_json(io_manager: IrisS3IOManager, tmp_path: Path) -> None:
     meta = {KEY: "iris/dagster/job.json"}
     io_manager.handle_output(_output("knn_training_job", meta), {"TrainingJobName": "x", "n": 1})
-    assert json.loads((tmp_path / "s3/b-1/iris/dagster/job.json").read_text()) == {
+    assert json.loads((tmp_path / "s3/b-1/iris/runs/run1/dagster/job.json").read_text()) == {
         "TrainingJobName": "x",
         "n": 1,
     }

@@ -66,7 +66,25 @@ def test_all_six_assets_materialize_and_score_the_test_set(tmp_path) -> None:
     assert accuracy >= 0.9
     assert metadata["dagster/row_count"].value == 45
     assert "| Iris-setosa |" in metadata["confusion_matrix"].value
-    assert metadata["predictions_uri"].value == f"s3://{DEFAULT_LOCAL_BUCKET}/iris/results/test.csv.out"
+    run = result.run_id.replace("-", "")
+    assert metadata["predictions_uri"].value == (
+        f"s3://{DEFAULT_LOCAL_BUCKET}/iris/runs/{run}/results/test.csv.out"
+    )
+    # Published: the tutorial's keys hold this run's objects, byte for byte.
+    assert (
+        metadata["published_predictions_uri"].value
+        == f"s3://{DEFAULT_LOCAL_BUCKET}/iris/results/test.csv.out"
+    )
+    for key in (
+        "processed-input-data/train.csv",
+        "processed-input-data/test.csv",
+        "holdout/test_labels.csv",
+        "results/test.csv.out",
+        "evaluation/test_predictions.csv",
+        "raw/iris.csv",
+    ):
+        assert (bucket / "iris" / key).read_bytes() == (bucket / "iris/runs" / run / key).read_bytes(), key
+    assert json.loads((bucket / "iris/latest-run.json").read_text())["run"] == run
 
     # The scored table agrees with the raw predictions and the held-out labels.
     scored = result.output_for_node("test_predictions")

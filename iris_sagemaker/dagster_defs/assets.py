@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+from botocore.exceptions import ClientError
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetObservation,
     AssetOut,
     MetadataValue,
@@ -21,7 +23,7 @@ from dagster import (
     multi_asset,
 )
 
-from iris_sagemaker import dataset, endpoint_steps, evaluation, plots, sagemaker_steps, specs
+from iris_sagemaker import dataset, endpoint_steps, evaluation, plots, run_objects, sagemaker_steps, specs
 from iris_sagemaker.dagster_defs.checks import (
     accuracy_at_least_threshold,
     accuracy_result,
@@ -37,14 +39,18 @@ from iris_sagemaker.dagster_defs.resources import (
     LABEL_COLUMN,
     LABEL_KEY,
     SageMakerResource,
+    run_key_of,
+    stored_key,
 )
 from iris_sagemaker.settings import (
+    PREDICTIONS_KEY,
     RAW_KEY,
     SCORED_KEY,
     TEST_KEY,
     TEST_LABELS_KEY,
     TRAIN_KEY,
 )
+from iris_sagemaker.storage import parse_s3_uri
 
 GROUP = "iris"
 KINDS = {"sagemaker", "s3"}
@@ -52,7 +58,14 @@ KINDS = {"sagemaker", "s3"}
 
 def run_key(context: AssetExecutionContext) -> str:
     """Stable across retries and re-executions of one run: the root run's id."""
-    return (context.run.root_run_id or context.run.run_id).replace("-", "")
+    return run_key_of(context.run)
+
+
+def input_key(context: AssetExecutionContext, sagemaker: SageMakerResource, asset: str, key: str) -> str:
+    """Where this run reads the upstream ``asset`` (stored at tutorial ``key``): its own copy, else the
+    asset's latest materialization, else the published key (``run_objects``)."""
+    store, bucket = sagemaker.get_store(), sagemaker.settings.bucket
+    return stored_key(context, store, bucket, run_key(context), AssetKey(asset), key)
 
 
 def job_names(context: AssetExecutionContext) -> specs.JobNames:
@@ -117,7 +130,7 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
         metadata={
             "dagster/row_count": len(parts.train),
             "split_seed": settings.split_seed,
-            "dagster/uri": settings.uri(TRAIN_KEY),
+            "dagster/uri": settings.uri(run_objects.scoped(TRAIN_KEY, run_key(context))),
         },
     )
     yield Output(
@@ -126,8 +139,8 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
         metadata={
             "dagster/row_count": len(test),
             "split_seed": settings.split_seed,
-            "dagster/uri": settings.uri(TEST_KEY),
-            "labels_uri": settings.uri(TEST_LABELS_KEY),
+            "dagster/uri": settings.uri(run_objects.scoped(TEST_KEY, run_key(context))),
+            "labels_uri": settings.uri(run_objects.scoped(TEST_LABELS_KEY, run_key(context))),
         },
     )
     yield split_result(context, parts)
@@ -142,7 +155,8 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
 )
 def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[dict]:
     settings = sagemaker.settings
-    request = specs.training_job_request(settings, job_names(context).training_job)
+    train_key = input_key(context, sagemaker, "train_csv", TRAIN_KEY)
+    request = specs.training_job_request(settings, job_names(context).training_job, train_key=train_key)
     tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"])
     description = sagemaker_steps.run_training_job(
         sagemaker.get_client(),
@@ -161,6 +175,7 @@ def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResourc
             "billable_seconds": description.get("BillableTimeInSeconds", 0),
             "hyperparameters": MetadataValue.json(description.get("HyperParameters", {})),
             "model_artifact": description["ModelArtifacts"]["S3ModelArtifacts"],
+            "train_uri": settings.uri(train_key),
             "image": request["AlgorithmSpecification"]["TrainingImage"],
             "instance_type": request["ResourceConfig"]["InstanceType"],
             "final_metrics": MetadataValue.json(
@@ -208,7 +223,15 @@ def test_predictions(
     test_csv: pd.DataFrame,
 ) -> Iterator[Any]:
     settings = sagemaker.settings
-    request = specs.transform_job_request(settings, job_names(context).transform_job, knn_model["ModelName"])
+    own = run_objects.run_keys(run_key(context))
+    test_key = input_key(context, sagemaker, "test_csv", TEST_KEY)  # where test_csv was loaded from
+    request = specs.transform_job_request(
+        settings,
+        job_names(context).transform_job,
+        knn_model["ModelName"],
+        input_key=test_key,
+        output_prefix=own.output_prefix,
+    )
     tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"])
     description = sagemaker_steps.run_transform_job(
         sagemaker.get_client(),
@@ -217,7 +240,7 @@ def test_predictions(
         log=context.log.info,
         on_poll=tail.poll,
     )
-    output_key = specs.transform_output_key(TEST_KEY)
+    output_key = specs.transform_output_key(test_key, own.output_prefix)
     predicted = sagemaker_steps.read_transform_output(
         sagemaker.get_store(), settings.bucket, output_key, description
     )
@@ -239,6 +262,10 @@ def test_predictions(
                 plots.markdown_image(plots.predictions_scatter_svg(table), "test set, predicted vs true")
             ),
             "predictions_uri": settings.uri(output_key),
+            # Published to the tutorial's keys once the accuracy check passed (below, after the yield).
+            "published_predictions_uri": settings.uri(PREDICTIONS_KEY)
+            if scores.accuracy >= evaluation.ACCURACY_THRESHOLD
+            else "not published: accuracy below the threshold",
             "transform_job_name": description["TransformJobName"],
             "transform_job_arn": description["TransformJobArn"],
             "status": description["TransformJobStatus"],
@@ -246,6 +273,49 @@ def test_predictions(
         },
     )
     yield accuracy_result(context, scores.accuracy, len(table))
+    # The scored table is stored by now (the IO manager handles an Output when it is yielded).
+    if scores.accuracy >= evaluation.ACCURACY_THRESHOLD:
+        trained_on = trained_on_uri(sagemaker.get_client(), knn_model)
+        train_key = parse_s3_uri(trained_on).key if trained_on else own.train
+        publish_run(context, sagemaker, train_key, test_key, output_key)
+    else:
+        context.log.warning(
+            f"accuracy {scores.accuracy:.4f} is below {evaluation.ACCURACY_THRESHOLD}: this run's objects "
+            f"stay in {settings.uri(own.raw.rpartition('/raw/')[0])}/ and are not published"
+        )
+
+
+def trained_on_uri(client: Any, knn_model: dict) -> str | None:
+    """The train channel (S3Uri) of the job whose artifact the model serves: SageMaker writes it to
+    ``<S3OutputPath>/<TrainingJobName>/output/model.tar.gz``. None when that cannot be told."""
+    parts = str(knn_model.get("PrimaryContainer", {}).get("ModelDataUrl", "")).split("/")
+    if len(parts) < 4 or parts[-2:] != ["output", "model.tar.gz"]:
+        return None
+    try:
+        described = client.describe_training_job(TrainingJobName=parts[-3])
+    except ClientError:
+        return None
+    return str(described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"])
+
+
+def publish_run(
+    context: AssetExecutionContext, sagemaker: SageMakerResource, train_key: str, test_key: str, output: str
+) -> None:
+    """Copy the objects this run used and made to the tutorial's keys (``run_objects.publish``)."""
+    store, bucket = sagemaker.get_store(), sagemaker.settings.bucket
+    own = run_objects.run_keys(run_key(context))
+    sources = {
+        RAW_KEY: run_objects.sibling(train_key, RAW_KEY),
+        TRAIN_KEY: train_key,
+        TEST_KEY: test_key,
+        TEST_LABELS_KEY: run_objects.sibling(test_key, TEST_LABELS_KEY),
+        PREDICTIONS_KEY: output,
+        SCORED_KEY: own.scored,
+    }
+    descriptions = run_objects.scoped("iris/dagster/", run_key(context))  # the JSON assets so far
+    sources.update({run_objects.published(key): key for key in store.list_keys(bucket, descriptions)})
+    present = {target: source for target, source in sources.items() if store.exists(bucket, source)}
+    run_objects.publish(store, bucket, run_key(context), present, context.log.info)
 
 
 NOT_DEPLOYED = (
@@ -292,6 +362,7 @@ def knn_endpoint(
     online = endpoint_steps.invoke_rows(
         sagemaker.get_runtime_client(), name, test_csv[dataset.FEATURES].to_numpy()
     )
+    endpoint_steps.check_still_serving(client, name, config["EndpointConfigName"])
     batch = [float(label) for label in test_predictions["predicted_label"]]
     agreement = sum(a == b for a, b in zip(online.predicted, batch, strict=True)) / len(batch)
     context.log.info(

@@ -8,9 +8,16 @@ from functools import cached_property
 from typing import Any
 
 import pandas as pd
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    DagsterInvariantViolationError,
+    InputContext,
+    OutputContext,
+)
 from pydantic import Field, PrivateAttr
 
+from iris_sagemaker import run_objects
 from iris_sagemaker.backends import (
     boto3_session,
     check_bucket,
@@ -28,7 +35,7 @@ from iris_sagemaker.job_logs import (
     LogTail,
 )
 from iris_sagemaker.settings import Settings
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore
+from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError, parse_s3_uri
 
 # Asset definition metadata read by the IO manager.
 KEY = "iris_sagemaker/s3_key"  # where the asset is stored in the bucket
@@ -125,12 +132,39 @@ class SageMakerResource(ConfigurableResource):
         return self._client
 
 
+def run_key_of(run: Any) -> str:
+    """A run's key: its root run's id, so retries and re-executions of one run share names and objects."""
+    return str(run.root_run_id or run.run_id).replace("-", "")
+
+
+def latest_materialized_key(context: Any, asset_key: Any) -> str | None:
+    """Where the asset's latest materialization in this Dagster instance was stored (its ``uri``)."""
+    try:
+        event = context.instance.get_latest_materialization_event(asset_key)
+        materialization = event.asset_materialization if event else None
+        uri = materialization.metadata.get("uri") if materialization else None
+        return parse_s3_uri(str(getattr(uri, "value", uri))).key if uri is not None else None
+    except (ObjectStoreError, DagsterInvariantViolationError):  # not a URI; no instance (a bare context)
+        return None
+
+
+def stored_key(context: Any, store: ObjectStore, bucket: str, run: str, asset_key: Any, key: str) -> str:
+    """Where to read an asset stored at tutorial ``key``: this run's own copy when it made one; else the
+    asset's latest materialization; else the published tutorial key (see ``run_objects``)."""
+    return run_objects.choose(
+        store, bucket, [run_objects.scoped(key, run), latest_materialized_key(context, asset_key), key]
+    )
+
+
 class IrisS3IOManager(ConfigurableIOManager):
-    """Stores DataFrames as CSV and dicts as JSON in the backend's bucket.
+    """Stores DataFrames as CSV and dicts as JSON in the backend's bucket, in the run's own folder.
 
     Keys and CSV layout come from the asset's definition metadata, so ``train_csv`` and ``test_csv`` land
-    exactly where, and how, SageMaker reads them. A DataFrame with a label column listed in the metadata
-    has that column stored apart (the held-out labels) and joined back on load.
+    exactly where, and how, SageMaker reads them, under ``iris/runs/<run>/`` (``run_objects``: two runs
+    at once never overwrite each other; ``test_predictions`` publishes a successful run's objects to the
+    tutorial's keys). An input is read from the run's own copy, else from the upstream's latest
+    materialization, else from the published key. A DataFrame with a label column listed in the
+    metadata has that column stored apart (the held-out labels) and joined back on load.
     """
 
     backend: SageMakerResource
@@ -151,33 +185,40 @@ class IrisS3IOManager(ConfigurableIOManager):
             )
         return str(metadata[KEY])
 
+    @staticmethod
+    def _run(context: InputContext | OutputContext) -> str:
+        try:
+            return run_key_of(context.step_context.dagster_run)
+        except DagsterInvariantViolationError:  # a context built outside a run (build_output_context)
+            output = context.upstream_output if isinstance(context, InputContext) else context
+            return str(output.run_id).replace("-", "")
+
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if not isinstance(obj, pd.DataFrame | dict):
+            raise TypeError(
+                f"IrisS3IOManager stores DataFrames and dicts; asset {context.asset_key.to_user_string()} "
+                f"returned {type(obj).__name__}"
+            )
         store, bucket = self.backend.get_store(), self.backend.settings.bucket
-        key = self._key(context)
+        key = run_objects.scoped(self._key(context), self._run(context))
         metadata = self._metadata(context)
         if isinstance(obj, pd.DataFrame):
             label_column = metadata.get(LABEL_COLUMN)
             frame = obj
             if label_column:
-                store.put_bytes(
-                    bucket, str(metadata[LABEL_KEY]), obj[[label_column]].to_csv(index=False).encode()
-                )
+                labels_key = run_objects.sibling(key, str(metadata[LABEL_KEY]))
+                store.put_bytes(bucket, labels_key, obj[[label_column]].to_csv(index=False).encode())
                 frame = obj.drop(columns=[label_column])
             store.put_bytes(
                 bucket, key, frame.to_csv(index=False, header=bool(metadata.get(HEADER, True))).encode()
             )
-        elif isinstance(obj, dict):
-            store.put_bytes(bucket, key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
         else:
-            raise TypeError(
-                f"IrisS3IOManager stores DataFrames and dicts; asset {context.asset_key.to_user_string()} "
-                f"returned {type(obj).__name__}"
-            )
+            store.put_bytes(bucket, key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
         context.add_output_metadata({"uri": self.backend.settings.uri(key)})
 
     def load_input(self, context: InputContext) -> Any:
         store, bucket = self.backend.get_store(), self.backend.settings.bucket
-        key = self._key(context)
+        key = stored_key(context, store, bucket, self._run(context), context.asset_key, self._key(context))
         metadata = self._metadata(context)
         try:
             data = store.get_bytes(bucket, key)
@@ -193,6 +234,7 @@ class IrisS3IOManager(ConfigurableIOManager):
             frame = pd.read_csv(io.BytesIO(data), header=None, names=list(metadata[COLUMNS]))
         label_column = metadata.get(LABEL_COLUMN)
         if label_column:
-            labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, str(metadata[LABEL_KEY]))))
+            labels_key = run_objects.sibling(key, str(metadata[LABEL_KEY]))
+            labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, labels_key)))
             frame[label_column] = labels[label_column].to_numpy()
         return frame

@@ -1,0 +1,227 @@
+"""Runs that share a bucket (DESIGN section 14): each run computes from its own data in its own folder,
+and the tutorial's keys hold the latest successful run's objects, never a mix of two runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+from moto import mock_aws
+
+from iris_sagemaker import airflow_tasks, dataset, evaluation, run_objects
+from iris_sagemaker.backends import make_sagemaker_client, make_store
+from iris_sagemaker.run_objects import LATEST_KEY, LOCK_KEY, PublishError
+from iris_sagemaker.settings import (
+    DEFAULT_LOCAL_BUCKET,
+    PREDICTIONS_KEY,
+    SCORED_KEY,
+    TEST_KEY,
+    TEST_LABELS_KEY,
+    TRAIN_KEY,
+    Settings,
+)
+from iris_sagemaker.storage import LocalObjectStore, S3ObjectStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _iris_rows(copies: int) -> str:
+    """The packaged Iris table repeated ``copies`` times (a bigger, slower data source)."""
+    _, data = dataset.read_source(None)
+    frame = dataset.parse_iris(data)
+    return pd.concat([frame] * copies, ignore_index=True).to_csv(index=False, header=False)
+
+
+def _lines(store: LocalObjectStore, key: str) -> int:
+    """Rows of a CSV object, or predictions of a transform output."""
+    data = store.get_bytes(DEFAULT_LOCAL_BUCKET, key)
+    if key.endswith(".out"):
+        return len(evaluation.parse_predictions(data))
+    return len(data.decode().splitlines())
+
+
+# ---- keys -------------------------------------------------------------------------------------------
+
+
+def test_a_runs_keys_mirror_the_tutorials_in_its_own_folder() -> None:
+    keys = run_objects.run_keys("manual__2026-12-01T10:00:00+00:00")
+    assert keys.train == "iris/runs/manual__2026-12-01T10-00-00-00-00/processed-input-data/train.csv"
+    assert keys.labels.endswith("/holdout/test_labels.csv") and keys.output_prefix.endswith("/results")
+    assert run_objects.published(keys.train) == TRAIN_KEY
+    assert run_objects.sibling(keys.test, TEST_LABELS_KEY) == keys.labels
+    assert run_objects.sibling(TEST_KEY, TEST_LABELS_KEY) == TEST_LABELS_KEY
+    assert run_objects.folder_of(keys.scored) == "manual__2026-12-01T10-00-00-00-00"
+    with pytest.raises(ValueError, match="no letters or digits"):
+        run_objects.run_folder("::")
+
+
+# ---- two runs at once ----------------------------------------------------------------------------------
+
+
+def test_two_cli_runs_at_once_each_score_their_own_data(tmp_path: Path) -> None:
+    """The reproduction: run A on 45,000 rows, run B on 300 rows 1.5 s later, same local root. Each
+    reports its own test rows; the tutorial's keys end up holding one run's complete set."""
+    root = tmp_path / "root"
+    big, small = tmp_path / "big.csv", tmp_path / "small.csv"
+    big.write_text(_iris_rows(300))
+    small.write_text(_iris_rows(2))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "IRIS_SAGEMAKER_LOCAL_ROOT": str(root),
+        "IRIS_SAGEMAKER_DEPLOY_ENDPOINT": "false",
+    }
+    dagster = str(Path(sys.executable).parent / "dagster")
+    command = [dagster, "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"]
+
+    def start(data: Path) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**env, "IRIS_SAGEMAKER_DATA_URL": data.as_uri()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    run_a = start(big)
+    time.sleep(1.5)
+    run_b = start(small)
+    try:
+        out_b, _ = run_b.communicate(timeout=300)
+        out_a, _ = run_a.communicate(timeout=300)
+    finally:
+        for process in (run_a, run_b):
+            if process.poll() is None:
+                process.kill()
+    assert run_a.returncode == 0, out_a[-3000:]
+    assert run_b.returncode == 0, out_b[-3000:]
+    assert " on 13501 test rows" in out_a and " on 90 test rows" not in out_a
+    assert " on 90 test rows" in out_b
+    store = LocalObjectStore(root)
+    latest = json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, LATEST_KEY))
+    folders = {run_objects.folder_of(source) for source in latest["objects"].values()}
+    assert len(folders) == 1  # one run's set, not a mix
+    rows = _lines(store, TEST_KEY)
+    assert rows in (13501, 90)
+    assert _lines(store, TEST_LABELS_KEY) == rows + 1  # a header line
+    assert _lines(store, PREDICTIONS_KEY) == rows and _lines(store, SCORED_KEY) == rows + 1
+    assert _lines(store, TRAIN_KEY) == {13501: 31499, 90: 210}[rows]
+
+
+def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path) -> None:
+    """Airflow's tasks for two DAG runs, step by step in turn on one bucket: each run trains on and
+    scores its own split; the tutorial's keys hold the run that published last."""
+    small, other = tmp_path / "small.csv", tmp_path / "other.csv"
+    small.write_text(_iris_rows(2))
+    other.write_text(_iris_rows(3))
+    base = {"IRIS_SAGEMAKER_LOCAL_ROOT": str(tmp_path / "root")}
+    settings = {
+        "a": Settings.from_env({**base, "IRIS_SAGEMAKER_DATA_URL": small.as_uri()}),
+        "b": Settings.from_env(
+            {**base, "IRIS_SAGEMAKER_DATA_URL": other.as_uri(), "IRIS_SAGEMAKER_SPLIT_SEED": "7"}
+        ),
+    }
+    store = make_store(settings["a"])
+    client = make_sagemaker_client(settings["a"], store=store)
+    runs = {"a": "manual__2026-12-01T10:00:00+00:00", "b": "manual__2026-12-01T10:00:01+00:00"}
+    for name, run in runs.items():
+        airflow_tasks.data_prep(settings[name], store, run)
+    trained = {name: airflow_tasks.train_model(settings[name], client, run) for name, run in runs.items()}
+    models = {
+        name: airflow_tasks.create_model(
+            settings[name], client, run, trained[name]["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
+        )["Model"]["ModelName"]
+        for name, run in runs.items()
+    }
+    scored = {}
+    for name, run in runs.items():
+        transform = airflow_tasks.test_model(settings[name], client, run, models[name])["Transform"]
+        scored[name] = airflow_tasks.score_predictions(
+            settings[name], store, client, transform["TransformJobName"], run
+        )
+    assert scored["a"]["rows"] == 90 and scored["b"]["rows"] == 135
+    assert trained["a"]["Training"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].endswith(
+        "/iris/runs/manual__2026-12-01T10-00-00-00-00/processed-input-data/train.csv"
+    )
+    assert _lines(store, TEST_KEY) == 135 and _lines(store, PREDICTIONS_KEY) == 135  # b published last
+    latest = json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, LATEST_KEY))
+    assert latest["run"] == runs["b"]
+
+
+# ---- publishing -------------------------------------------------------------------------------------
+
+
+def _run_set(store: LocalObjectStore, run: str, rows: int) -> dict[str, str]:
+    keys = run_objects.run_keys(run)
+    sources = {}
+    for tutorial, key in ((TRAIN_KEY, keys.train), (TEST_KEY, keys.test), (SCORED_KEY, keys.scored)):
+        store.put_bytes(DEFAULT_LOCAL_BUCKET, key, f"{run}\n".encode() * rows)
+        sources[tutorial] = key
+    return sources
+
+
+def test_publishes_take_turns_and_never_mix_two_runs(tmp_path: Path, monkeypatch) -> None:
+    store = LocalObjectStore(tmp_path)
+    sets = {run: _run_set(store, run, 10) for run in ("run-a", "run-b")}
+    real_copy = run_objects._copy
+
+    def slow_copy(*args) -> None:  # widen the window in which a second publish could interleave
+        time.sleep(0.05)
+        real_copy(*args)
+
+    monkeypatch.setattr(run_objects, "_copy", slow_copy)
+    threads = [
+        threading.Thread(target=run_objects.publish, args=(store, DEFAULT_LOCAL_BUCKET, run, sources, print))
+        for run, sources in sets.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    winner = json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, LATEST_KEY))["run"]
+    for key in (TRAIN_KEY, TEST_KEY, SCORED_KEY):
+        assert store.get_bytes(DEFAULT_LOCAL_BUCKET, key).decode().splitlines() == [winner] * 10
+    assert not store.exists(DEFAULT_LOCAL_BUCKET, LOCK_KEY)
+
+
+def test_a_live_lock_is_waited_for_then_named_and_a_stale_one_is_broken(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    sources = _run_set(store, "run-c", 1)
+    holder = json.dumps({"run": "run-other", "at": time.time()}).encode()
+    assert store.create_exclusive(DEFAULT_LOCAL_BUCKET, LOCK_KEY, holder)
+    with pytest.raises(PublishError, match=r"run 'run-other' has held s3://iris-sagemaker-local/iris/"):
+        run_objects.publish(store, DEFAULT_LOCAL_BUCKET, "run-c", sources, print, lock_timeout=0.5)
+    assert not store.exists(DEFAULT_LOCAL_BUCKET, TRAIN_KEY)  # nothing published
+    messages: list[str] = []
+    run_objects.publish(store, DEFAULT_LOCAL_BUCKET, "run-c", sources, messages.append, stale_after=0.0)
+    assert "removing a stale publish lock of run 'run-other'" in messages[0]
+    assert store.get_bytes(DEFAULT_LOCAL_BUCKET, TRAIN_KEY) == b"run-c\n"
+
+
+@mock_aws
+def test_the_publish_lock_is_s3s_conditional_write() -> None:
+    client = boto3.client("s3", region_name="us-east-2")
+    client.create_bucket(Bucket="shared", CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    store = S3ObjectStore(client)
+    assert store.create_exclusive("shared", LOCK_KEY, b"first")
+    assert not store.create_exclusive("shared", LOCK_KEY, b"second")
+    assert store.get_bytes("shared", LOCK_KEY) == b"first"
+    store.delete("shared", LOCK_KEY)
+    store.delete("shared", LOCK_KEY)  # deleting a missing object is not an error, as on S3
+    keys = run_objects.run_keys("r1")
+    store.put_bytes("shared", keys.train, b"1,2,3,4,5\n")
+    run_objects.publish(store, "shared", "r1", {TRAIN_KEY: keys.train}, print)
+    assert store.get_bytes("shared", TRAIN_KEY) == b"1,2,3,4,5\n"
+    assert json.loads(store.get_bytes("shared", LATEST_KEY))["objects"] == {TRAIN_KEY: keys.train}
