@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pandas as pd
@@ -40,7 +42,7 @@ def _iris_rows(copies: int) -> str:
     return pd.concat([frame] * copies, ignore_index=True).to_csv(index=False, header=False)
 
 
-def _lines(store: LocalObjectStore, key: str) -> int:
+def _lines(store: Any, key: str) -> int:
     """Rows of a CSV object, or predictions of a transform output."""
     data = store.get_bytes(DEFAULT_LOCAL_BUCKET, key)
     if key.endswith(".out"):
@@ -120,9 +122,33 @@ def test_two_cli_runs_at_once_each_score_their_own_data(tmp_path: Path) -> None:
     assert _lines(store, TRAIN_KEY) == {13501: 31499, 90: 210}[rows]
 
 
-def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path) -> None:
-    """Airflow's tasks for two DAG runs, step by step in turn on one bucket: each run trains on and
-    scores its own split; the tutorial's keys hold the run that published last."""
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """(object store, SageMaker client): the local folder and engine, or S3 (moto's, over HTTP) and
+    SageMaker's API as `iris-sagemaker serve` answers them through boto3."""
+    if request.param == "local":
+        settings = Settings.from_env({"IRIS_SAGEMAKER_LOCAL_ROOT": str(tmp_path / "root")})
+        store = make_store(settings)
+        yield store, make_sagemaker_client(settings, store=store)
+        return
+    from iris_sagemaker.serve.process import start_server
+
+    from .serve_support import client
+
+    server = start_server(tmp_path / "served")
+    try:
+        s3 = client(server, "s3")
+        s3.create_bucket(
+            Bucket=DEFAULT_LOCAL_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+        )
+        yield S3ObjectStore(s3), client(server, "sagemaker")
+    finally:
+        server.stop()
+
+
+def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path, backend) -> None:
+    """Airflow's tasks for two DAG runs, step by step in turn on one bucket (a local folder, or S3):
+    each run trains on and scores its own split; the tutorial's keys hold the run that published last."""
     small, other = tmp_path / "small.csv", tmp_path / "other.csv"
     small.write_text(_iris_rows(2))
     other.write_text(_iris_rows(3))
@@ -133,8 +159,7 @@ def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path) -> N
             {**base, "IRIS_SAGEMAKER_DATA_URL": other.as_uri(), "IRIS_SAGEMAKER_SPLIT_SEED": "7"}
         ),
     }
-    store = make_store(settings["a"])
-    client = make_sagemaker_client(settings["a"], store=store)
+    store, client = backend
     runs = {"a": "manual__2026-12-01T10:00:00+00:00", "b": "manual__2026-12-01T10:00:01+00:00"}
     for name, run in runs.items():
         airflow_tasks.data_prep(settings[name], store, run)
