@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from iris_sagemaker import specs
-from iris_sagemaker.run_objects import ROOT, RUNS_PREFIX, TUTORIAL_KEYS, run_folder
+from iris_sagemaker.run_objects import ROOT, RUNS_PREFIX, TUTORIAL_KEYS
 from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings, SettingsError
 
 # As in the tutorial: Airflow Variables `s3_bucket` and `role`, connection `aws-sagemaker`.
@@ -107,10 +107,6 @@ def templated_scoped(key: str) -> str:
     """A tutorial key in the run's own folder, as Jinja: ``iris/runs/{{ iris_run_folder(run_id) }}/X``
     (``run_objects.scoped`` rendered per run)."""
     return f"{RUNS_PREFIX}{RUN_FOLDER_TEMPLATE}/{key[len(ROOT):]}"
-
-
-def run_folder_macro(run_id: str) -> str:
-    return run_folder(run_id)
 
 
 # --- requests (aws mode: the provider operators' configs) ------------------------------------------

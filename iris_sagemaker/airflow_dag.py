@@ -27,6 +27,7 @@ from iris_sagemaker.airflow_config import (
     MODEL_NAME_TEMPLATE,
     TRANSFORM_NAME_TEMPLATE,
 )
+from iris_sagemaker.run_objects import run_folder
 from iris_sagemaker.startup_heap import frozen_heap
 
 try:  # Airflow 3
@@ -72,7 +73,7 @@ def build_dag(
         user_defined_macros={
             airflow_config.MACROS_SETTINGS: airflow_config.resolve_settings,
             airflow_config.MACROS_JOB_NAMES: airflow_config.job_names,
-            airflow_config.MACROS_RUN_FOLDER: airflow_config.run_folder_macro,
+            airflow_config.MACROS_RUN_FOLDER: run_folder,
         },
         tags=["iris", "sagemaker", settings.backend],
         doc_md=__doc__,

@@ -157,13 +157,7 @@ def score_predictions(
             f"accuracy {scores.accuracy:.4f} on {len(table)} test rows is below {ACCURACY_THRESHOLD}; the "
             f"run's objects stay in {settings.uri(keys.raw.rpartition('/raw/')[0])}/ and are not published"
         )
-    sources = {
-        published: ours
-        for published, ours in zip(
-            vars(run_objects.TUTORIAL_KEYS).values(), vars(keys).values(), strict=True
-        )
-        if published != run_objects.TUTORIAL_KEYS.output_prefix
-    }
+    sources = run_objects.publish_sources(keys.train, keys.test, output_key, keys.scored)
     run_objects.publish(store, bucket, run_id, sources, log)
     return {
         "accuracy": scores.accuracy,

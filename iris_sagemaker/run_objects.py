@@ -110,6 +110,20 @@ def run_keys(run: str) -> RunKeys:
     return RunKeys(*(scoped(key, run) for key in vars(TUTORIAL_KEYS).values()))
 
 
+def publish_sources(train: str, test: str, predictions: str, scored: str) -> dict[str, str]:
+    """What a run publishes, tutorial key -> the run's object: the split it trained on and scored (with
+    the raw table and held-out labels beside them, in whatever folder they came from), its predictions
+    and its scored table."""
+    return {
+        RAW_KEY: sibling(train, RAW_KEY),
+        TRAIN_KEY: train,
+        TEST_KEY: test,
+        TEST_LABELS_KEY: sibling(test, TEST_LABELS_KEY),
+        PREDICTIONS_KEY: predictions,
+        SCORED_KEY: scored,
+    }
+
+
 def choose(store: ObjectStore, bucket: str, candidates: list[str | None]) -> str:
     """The first candidate key that exists; the last one (for its not-found message) when none does."""
     keys = [key for key in candidates if key]

@@ -304,14 +304,7 @@ def publish_run(
     """Copy the objects this run used and made to the tutorial's keys (``run_objects.publish``)."""
     store, bucket = sagemaker.get_store(), sagemaker.settings.bucket
     own = run_objects.run_keys(run_key(context))
-    sources = {
-        RAW_KEY: run_objects.sibling(train_key, RAW_KEY),
-        TRAIN_KEY: train_key,
-        TEST_KEY: test_key,
-        TEST_LABELS_KEY: run_objects.sibling(test_key, TEST_LABELS_KEY),
-        PREDICTIONS_KEY: output,
-        SCORED_KEY: own.scored,
-    }
+    sources = run_objects.publish_sources(train_key, test_key, output, own.scored)
     descriptions = run_objects.scoped("iris/dagster/", run_key(context))  # the JSON assets so far
     sources.update({run_objects.published(key): key for key in store.list_keys(bucket, descriptions)})
     present = {target: source for target, source in sources.items() if store.exists(bucket, source)}

@@ -99,14 +99,14 @@ def _channels(config: list[dict[str, Any]]) -> dict[str, Channel]:
 
 
 def _check_channel(name: str, spec: dict[str, Any]) -> None:
-    media = content_type(spec)
+    declared = parse_media_type(spec.get("ContentType"), _DEFAULT_CONTENT_TYPE)
+    media = declared.media
     if media not in _CONTENT_TYPES:
         raise AlgorithmClientError(
             f"channel {name!r}: content type {media} is not supported by k-NN; use "
             f"{recordio.RECORDIO} (the default) or text/csv (label in the first column, no header)."
         )
-    params = parse_media_type(spec.get("ContentType"), _DEFAULT_CONTENT_TYPE).params
-    if media == CSV and params.get("label_size", "1") != "1":
+    if media == CSV and declared.params.get("label_size", "1") != "1":
         raise AlgorithmClientError(f"channel {name!r}: text/csv training data must have label_size=1.")
     wrapper = spec.get("RecordWrapperType", "None")
     if wrapper not in ("None", "RecordIO") or (wrapper == "RecordIO" and media == CSV):
