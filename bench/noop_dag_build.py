@@ -1,7 +1,7 @@
 """The Airflow floors of bench/orchestration.py: four no-op tasks in the tutorial's order.
 
 ``freeze_first``: the first task freezes the heap as the project's first task does
-(``iris_sagemaker.airflow_dag._task_code``), the floor that separates that freeze's gain from the
+(``iris_sagemaker.airflow_defs.pipeline.task_code``), the floor that separates that freeze's gain from the
 project's own overhead.
 """
 

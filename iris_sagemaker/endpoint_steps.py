@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from iris_sagemaker import specs
 from iris_sagemaker.sagemaker_steps import Log, OnPoll, SageMakerJobError, Waiting, wait_for_status
 
 SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
@@ -92,12 +93,12 @@ def deploy(
         current = None
     previous = current["EndpointConfigName"] if current is not None else None
     if current is None:
-        client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        client.create_endpoint(**specs.endpoint_request(endpoint_name, config_name))
         log(f"creating endpoint {endpoint_name} with endpoint config {config_name}")
     elif previous == config_name:
         log(f"endpoint {endpoint_name} already serves endpoint config {config_name} (a retry): using it")
     else:
-        client.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        client.update_endpoint(**specs.endpoint_request(endpoint_name, config_name))
         log(f"updating endpoint {endpoint_name} from endpoint config {previous} to {config_name}")
     described = _settle(client, endpoint_name, waiting, log, on_poll)
     if described is None:

@@ -144,9 +144,11 @@ def publish(
     log: Callable[[str], None],
     lock_timeout: float = 120.0,
     stale_after: float = 600.0,
+    model_name: str | None = None,
 ) -> dict[str, str]:
     """Copy each source object to its tutorial key (``sources``: tutorial key -> the run's key), then
-    write ``iris/latest-run.json``; returns what was published."""
+    write ``iris/latest-run.json`` (naming the run, and the SageMaker model that made its predictions,
+    which the deploy DAG serves); returns what was published."""
     with _publish_lock(store, bucket, run, log, lock_timeout, stale_after):
         for target, source in sources.items():
             if source != target:
@@ -155,7 +157,12 @@ def publish(
             bucket,
             LATEST_KEY,
             json.dumps(
-                {"run": run, "published_at": datetime.now(UTC).isoformat(), "objects": dict(sources)},
+                {
+                    "run": run,
+                    "published_at": datetime.now(UTC).isoformat(),
+                    "objects": dict(sources),
+                    "model_name": model_name,
+                },
                 indent=2,
                 sort_keys=True,
             ).encode(),

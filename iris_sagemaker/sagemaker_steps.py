@@ -144,6 +144,36 @@ TRANSFORM_JOB = JobKind(
 )
 
 
+REUSE, WAIT = "reuse", "wait"
+
+
+def existing_job_action(kind: JobKind, description: dict[str, Any]) -> str:
+    """What a retried step does with the job it finds under its own name (pure): ``REUSE`` a Completed
+    one, ``WAIT`` for one still running; a Failed or Stopped one raises SageMakerJobError with its reason
+    (starting it again would need a new name, so a new run)."""
+    status = description[kind.status_field]
+    name = description[kind.name_field]
+    if status == "Completed":
+        return REUSE
+    if status in TERMINAL_FAILURES:
+        reason = description.get("FailureReason") or "no reason given"
+        raise SageMakerJobError(
+            f"{kind.noun} {name} already exists and ended {status}: {reason}. Retrying this step cannot "
+            "start it again under the same name; fix the cause and start a new run"
+        )
+    return WAIT
+
+
+def check_completed(kind: JobKind, description: dict[str, Any]) -> dict[str, Any]:
+    """``description`` when the job is Completed; otherwise SageMakerJobError with its status and reason
+    (a wait that returns on any terminal status, Stopped included, must not pass for success)."""
+    status = description[kind.status_field]
+    if status != "Completed":
+        reason = description.get("FailureReason") or "no reason given"
+        raise SageMakerJobError(f"{kind.noun} {description[kind.name_field]} ended {status}: {reason}")
+    return description
+
+
 def run_job(
     client: Any,
     kind: JobKind,

@@ -149,3 +149,8 @@ def endpoint_config_request(settings: Settings, name: str, model_name: str) -> d
             }
         ],
     }
+
+
+def endpoint_request(endpoint_name: str, config_name: str) -> dict[str, Any]:
+    """CreateEndpoint (and UpdateEndpoint): the stable endpoint on one deployment's config."""
+    return {"EndpointName": endpoint_name, "EndpointConfigName": config_name}

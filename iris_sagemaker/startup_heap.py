@@ -11,7 +11,7 @@ collected except those cycles; objects created afterwards are collected as befor
 Who calls it:
 - ``iris_sagemaker.definitions`` (the code location), at the end of loading, in every process that
   loads it: ``dagster asset materialize``, a run worker, a step process, a code server;
-- the Airflow tasks, once per task process, when the first of them runs (``airflow_dag._task_code``);
+- the Airflow tasks, once per task process, when the first of them runs (``airflow_defs.pipeline.task_code``);
   never while the DAG file is parsed, since the scheduler's processes are long-lived.
 
 ``IRIS_SAGEMAKER_GC_FREEZE=0`` turns it off.

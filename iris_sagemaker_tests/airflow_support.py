@@ -95,13 +95,13 @@ def _render(dag: Any, task_id: str, run_id: str, xcoms: dict) -> dict:
     return task.render_template(task.config, context, jinja_env=dag.get_template_env())
 
 
-def rendered_requests(run_id: str, model_data_url: str) -> dict[str, dict]:
-    """The aws-mode operators' configs, rendered as Airflow renders them for DAG run ``run_id``."""
-    from iris_sagemaker import airflow_config
-    from iris_sagemaker.airflow_dag import build_dag
+def rendered_requests(run_id: str, model_data_url: str, backend: str = "aws") -> dict[str, dict]:
+    """The pipeline operators' configs, rendered as Airflow renders them for DAG run ``run_id``."""
+    from iris_sagemaker.airflow_defs import config
+    from iris_sagemaker.airflow_defs.pipeline import build_dag
 
-    dag = build_dag(backend="aws")
-    names = airflow_config.job_names(run_id)
+    dag = build_dag(backend=backend)
+    names = config.job_names(run_id)
     xcoms = {
         "train_model": {"Training": {"ModelArtifacts": {"S3ModelArtifacts": model_data_url}}},
         "create_model": {"Model": {"ModelName": names.model}},

@@ -1,5 +1,5 @@
-"""The DAG in-process, no database: it imports on both Airflow lines, has the tutorial's tasks, uses the
-provider operators in aws mode, and renders the same request bodies as the shared builders.
+"""The DAGs in-process, no database: they import on both Airflow lines, have the tutorial's tasks, use the
+provider's operators in both modes, and render the same request bodies as the shared builders.
 
 Runs in .venv (Airflow 2.11) and .venv-airflow3 (Airflow 3.x); skipped where Airflow is absent.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,9 @@ from iris_sagemaker_tests.airflow_support import (
 
 require_airflow()
 
-from iris_sagemaker import airflow_config  # noqa: E402
-from iris_sagemaker.airflow_dag import DAG_ID, TASK_IDS, build_dag  # noqa: E402
+from iris_sagemaker.airflow_defs import config as airflow_config  # noqa: E402
+from iris_sagemaker.airflow_defs import deploy  # noqa: E402
+from iris_sagemaker.airflow_defs.pipeline import DAG_ID, TASK_IDS, build_dag  # noqa: E402
 
 BUCKET = "iris-airflow-test"
 ROLE = "arn:aws:iam::123456789012:role/iris-airflow-test"
@@ -52,21 +54,25 @@ def test_dagbag_imports_the_dag_without_errors(monkeypatch: pytest.MonkeyPatch, 
     dag = bag.dags[DAG_ID]
     assert _chain(dag) == list(TASK_IDS)
     assert _chain(dag)[:4] == ["data_prep", "train_model", "create_model", "test_model"]
+    assert _chain(bag.dags[deploy.DAG_ID]) == list(deploy.TASK_IDS)
+    assert type(bag.dags[deploy.DAG_ID].timetable).__name__ == "NullTimetable"  # no schedule
 
 
 HEAVY_MODULES = (
     "pandas",
     "faiss",
-    "iris_sagemaker.airflow_tasks",
+    "iris_sagemaker.airflow_defs.tasks",
     "iris_sagemaker.local_sagemaker",
-    "airflow.providers.amazon.aws.operators.sagemaker",
+    "iris_sagemaker.serve.server",
+    "aiobotocore",
 )
+PROVIDER_OPERATORS = "airflow.providers.amazon.aws.operators.sagemaker"
 
 
 def _modules_loaded_by_parsing_the_dag_file(tmp_path, backend: str) -> list[str]:
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1]); "
-        f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+        f"print(','.join(m for m in {(*HEAVY_MODULES, PROVIDER_OPERATORS)!r} if m in sys.modules))"
     )
     env = airflow_env(tmp_path / "home", IRIS_SAGEMAKER_BACKEND=backend)
     done = subprocess.run(
@@ -80,32 +86,34 @@ def _modules_loaded_by_parsing_the_dag_file(tmp_path, backend: str) -> list[str]
     return [m for m in done.stdout.strip().splitlines()[-1].split(",") if m] if done.stdout.strip() else []
 
 
-def test_the_scheduler_parses_the_local_dag_without_pandas_the_engine_or_the_provider(tmp_path) -> None:
-    """The scheduler re-parses DAG files every ``min_file_process_interval``; the tasks import the rest."""
-    assert _modules_loaded_by_parsing_the_dag_file(tmp_path, "local") == []
-
-
-def test_the_aws_dag_imports_the_provider_but_not_the_local_engine(tmp_path) -> None:
-    loaded = _modules_loaded_by_parsing_the_dag_file(tmp_path, "aws")
-    assert "airflow.providers.amazon.aws.operators.sagemaker" in loaded
-    assert "iris_sagemaker.local_sagemaker" not in loaded and "pandas" not in loaded
+@pytest.mark.parametrize("backend", ["local", "aws"])
+def test_parsing_loads_the_provider_operators_but_not_pandas_the_engine_or_the_server(
+    tmp_path, backend: str
+) -> None:
+    """The scheduler re-parses DAG files every ``min_file_process_interval``; the tasks import the rest.
+    The provider's operator module is the one import the DAG's shape needs (its tasks are those classes)."""
+    loaded = _modules_loaded_by_parsing_the_dag_file(tmp_path, backend)
+    assert loaded == [PROVIDER_OPERATORS]
 
 
 def test_a_bad_backend_is_an_import_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", "gcp")
     errors = dagbag().import_errors
-    assert len(errors) == 1
-    assert "IRIS_SAGEMAKER_BACKEND='gcp'" in next(iter(errors.values()))
+    assert sorted(Path(f).name for f in errors) == ["sagemaker_deploy.py", "sagemaker_pipeline.py"]
+    assert all("IRIS_SAGEMAKER_BACKEND='gcp'" in text for text in errors.values())
 
 
-def test_aws_mode_uses_the_amazon_providers_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("backend", ["local", "aws"])
+def test_both_modes_use_the_amazon_providers_operators(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     from airflow.providers.amazon.aws.operators.sagemaker import (
+        SageMakerEndpointConfigOperator,
+        SageMakerEndpointOperator,
         SageMakerModelOperator,
         SageMakerTrainingOperator,
         SageMakerTransformOperator,
     )
 
-    dag = build_dag(backend="aws")
+    dag = build_dag(backend=backend)
     train, model, transform = (dag.get_task(t) for t in ("train_model", "create_model", "test_model"))
     assert isinstance(train, SageMakerTrainingOperator)
     assert isinstance(model, SageMakerModelOperator)
@@ -113,30 +121,30 @@ def test_aws_mode_uses_the_amazon_providers_operators(monkeypatch: pytest.Monkey
     for task in (train, model, transform):
         assert task.aws_conn_id == "aws-sagemaker"
     assert train.deferrable and transform.deferrable  # deferrable by default
-    assert train.action_if_job_exists == transform.action_if_job_exists == "timestamp"
+    assert not train.check_if_job_exists  # an existing job is reused / waited for / failed, never renamed
+    assert train.check_interval == (1 if backend == "local" else 30)
+    deployment = deploy.build_deploy_dag(backend=backend)
+    assert isinstance(deployment.get_task("create_endpoint_config"), SageMakerEndpointConfigOperator)
+    assert isinstance(deployment.get_task("deploy_endpoint"), SageMakerEndpointOperator)
 
     monkeypatch.setenv("IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE", "false")
     monkeypatch.setenv("IRIS_SAGEMAKER_AIRFLOW_CONN_ID", "my-aws")
-    dag = build_dag(backend="aws")
+    dag = build_dag(backend=backend)
     assert not dag.get_task("train_model").deferrable
     assert dag.get_task("test_model").aws_conn_id == "my-aws"
 
 
-def test_local_mode_runs_python_tasks_only() -> None:
-    dag = build_dag(backend="local")
-    assert {type(t).__name__ for t in dag.tasks} == {"_PythonDecoratedOperator"}
-
-
-def test_rendered_configs_equal_the_shared_builders_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("backend", ["local", "aws"])
+def test_rendered_configs_equal_the_shared_builders_bodies(monkeypatch: pytest.MonkeyPatch, backend) -> None:
     # The Variables, as AIRFLOW_VAR_* (Airflow reads them before its database).
     monkeypatch.setenv("AIRFLOW_VAR_S3_BUCKET", BUCKET)
     monkeypatch.setenv("AIRFLOW_VAR_ROLE", ROLE)
-    monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", "aws")
+    monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", backend)
     run_id = "manual__2026-01-02T03:04:05.678901+00:00"
     artifact = f"s3://{BUCKET}/iris/results/x/output/model.tar.gz"
-    rendered = rendered_requests(run_id, artifact)
+    rendered = rendered_requests(run_id, artifact, backend)
 
-    settings = Settings.from_env(bucket=BUCKET, role_arn=ROLE)
+    settings = Settings.from_env(backend=backend, bucket=BUCKET, role_arn=ROLE)
     names = specs.job_names(run_id)
     own = run_objects.run_keys(run_id)  # the run's own folder, as the local tasks and Dagster use
     assert rendered["train_model"] == specs.training_job_request(
@@ -189,27 +197,20 @@ def test_job_names_per_run_are_valid_and_distinct(run_id: str) -> None:
     assert other.training_job != names.training_job
 
 
-def test_create_model_reuses_its_model_on_a_rerun_and_never_collides(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto import mock_aws
+def test_deploy_configs_equal_the_endpoint_assets_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_S3_BUCKET", BUCKET)
+    monkeypatch.setenv("AIRFLOW_VAR_ROLE", ROLE)
+    run_id = "manual__2026-01-02T03:04:05+00:00"
+    dag = deploy.build_deploy_dag(backend="local")
+    from iris_sagemaker_tests.airflow_support import FakeTaskInstance
 
-    from iris_sagemaker.airflow_aws import ReusingSageMakerModelOperator
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
-    settings = Settings.from_env(backend="aws", bucket=BUCKET, role_arn=ROLE)
-    artifact = f"s3://{BUCKET}/iris/results/train-iris-x/output/model.tar.gz"
-
-    def run(model_data_url: str) -> dict:
-        config = specs.model_request(settings, "Iris-KNN-x", model_data_url)
-        operator = ReusingSageMakerModelOperator(
-            task_id="create_model", config=config, aws_conn_id=None, region_name="us-east-2"
-        )
-        return operator.execute({})["Model"]
-
-    with mock_aws():
-        first = run(artifact)
-        again = run(artifact)  # a retry of the task: same name, same artifact -> the same model
-        retrained = run(artifact.replace("train-iris-x", "train-iris-x-1700000000"))
-    assert first["ModelName"] == again["ModelName"] == "Iris-KNN-x"
-    assert again["ModelArn"] == first["ModelArn"]
-    assert retrained["ModelName"].startswith("Iris-KNN-x-") and NAME_RE.match(retrained["ModelName"])
-    assert isinstance(first["CreationTime"], str)  # JSON-safe for XCom
+    context = {"run_id": run_id, "ti": FakeTaskInstance({"find_model": {"ModelName": "Iris-KNN-x"}})}
+    rendered = {
+        t: dag.get_task(t).render_template(dag.get_task(t).config, context, jinja_env=dag.get_template_env())
+        for t in ("create_endpoint_config", "deploy_endpoint")
+    }
+    settings = Settings.from_env(bucket=BUCKET, role_arn=ROLE)
+    config_name = specs.endpoint_config_name(run_id)
+    wanted = specs.endpoint_config_request(settings, config_name, "Iris-KNN-x")
+    assert rendered["create_endpoint_config"] == wanted
+    assert rendered["deploy_endpoint"] == specs.endpoint_request(settings.endpoint_name, config_name)

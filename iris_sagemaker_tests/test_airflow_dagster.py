@@ -35,8 +35,8 @@ pytest.importorskip("dagster", reason="Dagster is not installed in this venv")
 pytest.importorskip("dagster_airflow", reason="dagster-airflow is not installed (or Airflow 3 is)")
 
 from dagster import materialize  # noqa: E402
-
 from iris_sagemaker.airflow_dag import TASK_IDS  # noqa: E402
+
 from iris_sagemaker.dagster_defs import resources  # noqa: E402
 from iris_sagemaker.dagster_defs.airflow_job import JOB_NAME  # noqa: E402
 from iris_sagemaker.dagster_defs.definitions import build_definitions  # noqa: E402

@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from iris_sagemaker import airflow_tasks, dataset, evaluation, run_objects
+from iris_sagemaker import dataset, evaluation, run_objects, sagemaker_steps, specs
+from iris_sagemaker.airflow_defs import tasks as airflow_tasks
 from iris_sagemaker.backends import make_sagemaker_client, make_store
 from iris_sagemaker.run_objects import LATEST_KEY, LOCK_KEY, PublishError
+from iris_sagemaker.sagemaker_steps import LOCAL_WAITING
 from iris_sagemaker.settings import (
     DEFAULT_LOCAL_BUCKET,
     PREDICTIONS_KEY,
@@ -163,16 +165,27 @@ def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path, back
     runs = {"a": "manual__2026-12-01T10:00:00+00:00", "b": "manual__2026-12-01T10:00:01+00:00"}
     for name, run in runs.items():
         airflow_tasks.data_prep(settings[name], store, run)
-    trained = {name: airflow_tasks.train_model(settings[name], client, run) for name, run in runs.items()}
-    models = {
-        name: airflow_tasks.create_model(
-            settings[name], client, run, trained[name]["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-        )["Model"]["ModelName"]
-        for name, run in runs.items()
-    }
+    # The operators' bodies (airflow_defs.config.operator_configs renders the same), one step at a time.
+    trained, models = {}, {}
+    for name, run in runs.items():
+        keys, names = run_objects.run_keys(run), specs.job_names(run)
+        request = specs.training_job_request(settings[name], names.training_job, train_key=keys.train)
+        trained[name] = {"Training": sagemaker_steps.run_training_job(client, request, LOCAL_WAITING)}
+    for name, run in runs.items():
+        artifact = trained[name]["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
+        request = specs.model_request(settings[name], specs.job_names(run).model, artifact)
+        models[name] = sagemaker_steps.ensure_model(client, request)["ModelName"]
     scored = {}
     for name, run in runs.items():
-        transform = airflow_tasks.test_model(settings[name], client, run, models[name])["Transform"]
+        keys = run_objects.run_keys(run)
+        request = specs.transform_job_request(
+            settings[name],
+            specs.job_names(run).transform_job,
+            models[name],
+            input_key=keys.test,
+            output_prefix=keys.output_prefix,
+        )
+        transform = sagemaker_steps.run_transform_job(client, request, LOCAL_WAITING)
         scored[name] = airflow_tasks.score_predictions(
             settings[name], store, client, transform["TransformJobName"], run
         )

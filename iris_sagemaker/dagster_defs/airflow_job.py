@@ -33,7 +33,7 @@ def airflow_job() -> Any:
         from dagster import SupersessionWarning
         from dagster_airflow import make_dagster_job_from_airflow_dag
 
-        from iris_sagemaker.airflow_dag import build_dag
+        from iris_sagemaker.airflow_defs.pipeline import build_dag
     except Exception as err:  # ImportError, or dagster-airflow's circular import under Airflow 3
         raise ImportError(
             "the Airflow DAG runs in Dagster through dagster-airflow, which needs Airflow 2: "

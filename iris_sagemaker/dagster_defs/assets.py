@@ -277,7 +277,7 @@ def test_predictions(
     if scores.accuracy >= evaluation.ACCURACY_THRESHOLD:
         trained_on = trained_on_uri(sagemaker.get_client(), knn_model)
         train_key = parse_s3_uri(trained_on).key if trained_on else own.train
-        publish_run(context, sagemaker, train_key, test_key, output_key)
+        publish_run(context, sagemaker, train_key, test_key, output_key, description["ModelName"])
     else:
         context.log.warning(
             f"accuracy {scores.accuracy:.4f} is below {evaluation.ACCURACY_THRESHOLD}: this run's objects "
@@ -299,7 +299,12 @@ def trained_on_uri(client: Any, knn_model: dict) -> str | None:
 
 
 def publish_run(
-    context: AssetExecutionContext, sagemaker: SageMakerResource, train_key: str, test_key: str, output: str
+    context: AssetExecutionContext,
+    sagemaker: SageMakerResource,
+    train_key: str,
+    test_key: str,
+    output: str,
+    model_name: str,
 ) -> None:
     """Copy the objects this run used and made to the tutorial's keys (``run_objects.publish``)."""
     store, bucket = sagemaker.get_store(), sagemaker.settings.bucket
@@ -308,7 +313,7 @@ def publish_run(
     descriptions = run_objects.scoped("iris/dagster/", run_key(context))  # the JSON assets so far
     sources.update({run_objects.published(key): key for key in store.list_keys(bucket, descriptions)})
     present = {target: source for target, source in sources.items() if store.exists(bucket, source)}
-    run_objects.publish(store, bucket, run_key(context), present, context.log.info)
+    run_objects.publish(store, bucket, run_key(context), present, context.log.info, model_name=model_name)
 
 
 NOT_DEPLOYED = (

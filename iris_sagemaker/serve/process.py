@@ -54,10 +54,30 @@ class ServerProcess:
         return self.process.returncode
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it exits (Linux), so a server
+    started for one process never outlives it, even when that process is killed."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def start_server(
-    root: Path, env: Mapping[str, str] | None = None, *, timeout: float = 60.0, port: int = 0
+    root: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 60.0,
+    port: int = 0,
+    die_with_parent: bool = False,
 ) -> ServerProcess:
-    """Start a server for ``root`` on a loopback ``port`` (0: a free one); return once it is ready."""
+    """Start a server for ``root`` on a loopback ``port`` (0: a free one); return once it is ready.
+
+    ``die_with_parent``: the server gets SIGTERM when the thread that started it exits (Linux only).
+    """
     command = [sys.executable, "-m", "iris_sagemaker.cli", "serve", "--port", str(port), "--root", str(root)]
     process = subprocess.Popen(
         command,
@@ -65,6 +85,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
     )
     assert process.stdout is not None
     lines: list[str] = []

@@ -91,11 +91,19 @@ def root_lock(root: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
+OWNER_ENV = "IRIS_SAGEMAKER_SERVE_OWNER"  # set by a process that starts a server for itself only
+
+
 def announce(handle: IO[str], url: str) -> None:
-    """Write who holds the lock (the pid and URL a second server will name)."""
+    """Write who holds the lock: the pid and URL a second server will name, and, for a server started for
+    one process only (``IRIS_SAGEMAKER_SERVE_OWNER``), that process, whose exit stops it."""
     handle.seek(0)
     handle.truncate()
-    handle.write(json.dumps({"pid": os.getpid(), "url": url}))
+    info: dict[str, Any] = {"pid": os.getpid(), "url": url}
+    owner = os.environ.get(OWNER_ENV, "").strip()
+    if owner.isdigit():
+        info["owner_pid"] = int(owner)
+    handle.write(json.dumps(info))
     handle.flush()
 
 

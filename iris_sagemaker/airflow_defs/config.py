@@ -1,8 +1,9 @@
-"""The Airflow mirror's configuration: settings, connection, job names, templates and operator configs.
+"""The Airflow DAGs' configuration: settings, connection, job names, templates and operator configs.
 
-What the DAG file needs while it is parsed, and only that: no pandas, no engine, no Amazon provider, so
-the scheduler's parse of ``sagemaker_pipeline.py`` stays cheap. What the tasks do when they run lives
-in ``airflow_tasks``; the provider's operators (aws mode) in ``airflow_aws``.
+What the DAG files need while they are parsed, and only that: no pandas, no engine, no Amazon provider,
+so the scheduler's parse stays cheap. What the Python tasks do when they run lives in ``tasks``; the
+provider's operators (thin subclasses) in ``operators``; the local server behind the connection in
+``connection``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ DEFAULT_CONN_ID = "aws-sagemaker"
 CONN_ID_ENV = "IRIS_SAGEMAKER_AIRFLOW_CONN_ID"
 DEFERRABLE_ENV = "IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE"
 CHECK_INTERVAL_ENV = "IRIS_SAGEMAKER_AIRFLOW_CHECK_INTERVAL"
-DEFAULT_CHECK_INTERVAL = 30  # seconds, the provider's default
+DEFAULT_CHECK_INTERVAL = 30  # seconds, the provider's default (aws: jobs take minutes)
+LOCAL_CHECK_INTERVAL = 1  # seconds: the embedded engine's jobs take about a second
 # Jinja used by both modes; the macros are registered on the DAG (user_defined_macros).
 MACROS_SETTINGS = "iris_settings"
 MACROS_JOB_NAMES = "iris_job_names"
@@ -38,6 +40,11 @@ MODEL_DATA_URL_TEMPLATE = (
     "{{ ti.xcom_pull(task_ids='train_model')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}"
 )
 MODEL_NAME_TEMPLATE = "{{ ti.xcom_pull(task_ids='create_model')['Model']['ModelName'] }}"
+# The deploy DAG: the model chosen by its first task, one endpoint config per deploy run.
+DEPLOY_MODEL_TEMPLATE = "{{ ti.xcom_pull(task_ids='find_model')['ModelName'] }}"
+ENDPOINT_CONFIG_TEMPLATE = "{{ iris_endpoint_config_name(run_id) }}"
+ENDPOINT_NAME_TEMPLATE = "{{ iris_settings().endpoint_name }}"
+MACROS_ENDPOINT_CONFIG = "iris_endpoint_config_name"
 TRANSFORM_NAME_TEMPLATE = "{{ ti.xcom_pull(task_ids='test_model')['Transform']['TransformJobName'] }}"
 
 # --- settings -------------------------------------------------------------------------------------
@@ -84,9 +91,10 @@ def deferrable_default() -> bool:
     return value in ("true", "1", "yes")
 
 
-def check_interval() -> int:
-    """Seconds between the provider operators' status polls (aws mode)."""
-    text = os.environ.get(CHECK_INTERVAL_ENV, "").strip() or str(DEFAULT_CHECK_INTERVAL)
+def check_interval(is_local: bool = False) -> int:
+    """Seconds between the provider operators' status polls."""
+    default = LOCAL_CHECK_INTERVAL if is_local else DEFAULT_CHECK_INTERVAL
+    text = os.environ.get(CHECK_INTERVAL_ENV, "").strip() or str(default)
     try:
         value = int(text)
     except ValueError:
@@ -98,9 +106,13 @@ def check_interval() -> int:
 
 def job_names(run_id: str) -> specs.JobNames:
     """One DAG run's names: the run id is unique per DAG, and a new run (manual or scheduled) gets a new
-    one, so reruns never collide; a retried task within a run finds its own job (local) or starts a
-    timestamp-suffixed one (the provider's ``action_if_job_exists="timestamp"``)."""
+    one, so reruns never collide; a retried task within a run finds its own job (``operators``)."""
     return specs.job_names(run_id)
+
+
+def endpoint_config_name(run_id: str) -> str:
+    """The endpoint config of one deploy run (the endpoint's name is stable: ``Settings.endpoint_name``)."""
+    return specs.endpoint_config_name(run_id)
 
 
 def templated_scoped(key: str) -> str:
@@ -109,11 +121,12 @@ def templated_scoped(key: str) -> str:
     return f"{RUNS_PREFIX}{RUN_FOLDER_TEMPLATE}/{key[len(ROOT):]}"
 
 
-# --- requests (aws mode: the provider operators' configs) ------------------------------------------
+# --- requests (the provider operators' configs, in both modes) --------------------------------------
 
 
-def aws_configs(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The three operator configs: the shared builders' bodies with Jinja where a value is per run."""
+def operator_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The pipeline's three operator configs: the shared builders' bodies with Jinja where a value is
+    per run."""
     templated = templated_settings(settings)
     return {
         "training": specs.training_job_request(
@@ -127,4 +140,28 @@ def aws_configs(settings: Settings) -> dict[str, dict[str, Any]]:
             input_key=templated_scoped(TUTORIAL_KEYS.test),
             output_prefix=templated_scoped(TUTORIAL_KEYS.output_prefix),
         ),
+    }
+
+
+def deploy_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The deploy DAG's two operator configs (CreateEndpointConfig, CreateEndpoint), from the builders the
+    Dagster asset ``knn_endpoint`` uses."""
+    templated = templated_settings(settings)
+    return {
+        "endpoint_config": specs.endpoint_config_request(
+            templated, ENDPOINT_CONFIG_TEMPLATE, DEPLOY_MODEL_TEMPLATE
+        ),
+        "endpoint": specs.endpoint_request(ENDPOINT_NAME_TEMPLATE, ENDPOINT_CONFIG_TEMPLATE),
+    }
+
+
+def macros() -> dict[str, Callable[..., Any]]:
+    """The Jinja macros both DAGs register (``user_defined_macros``)."""
+    from iris_sagemaker.run_objects import run_folder
+
+    return {
+        MACROS_SETTINGS: resolve_settings,
+        MACROS_JOB_NAMES: job_names,
+        MACROS_RUN_FOLDER: run_folder,
+        MACROS_ENDPOINT_CONFIG: endpoint_config_name,
     }

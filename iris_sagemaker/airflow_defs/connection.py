@@ -1,0 +1,124 @@
+"""The ``aws-sagemaker`` connection in local mode: the provider's operators reach the embedded engine
+through ``iris-sagemaker serve``, exactly as they reach SageMaker through AWS.
+
+Resolved when a task runs (never while a DAG file is parsed), in this order:
+
+1. the Airflow connection, when the user defined one (metastore, ``AIRFLOW_CONN_AWS-SAGEMAKER``, a
+   secrets backend): its ``endpoint_url`` names the server (``make airflow-run`` defines it so);
+2. else the server already running for ``IRIS_SAGEMAKER_LOCAL_ROOT`` (its root lock names its URL);
+3. else a server started for this process, on a free loopback port, and stopped when the process exits
+   (and with it, should the process be killed): what ``airflow dags test`` by hand and the
+   dagster-airflow job get without any setup.
+
+In cases 2 and 3 the connection is defined for this process only (``AIRFLOW_CONN_*`` in its
+environment), so every hook of the process (the operators', the trigger's when ``airflow dags test``
+runs it inline, S3Hook's) sees the same server. A separate triggerer process needs case 1 or 2.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from iris_sagemaker.settings import Settings
+
+LOCAL_CREDENTIALS = "local"  # the server accepts any credentials; these are placeholders, not secrets
+_started: dict[Path, Any] = {}
+_lock = threading.Lock()
+
+
+def connection_env_var(conn_id: str) -> str:
+    """Where Airflow's environment backend looks for ``conn_id`` (the id's hyphens stay)."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def local_connection(endpoint_url: str, region: str) -> dict[str, Any]:
+    """An ``aws`` connection (JSON form) sending every AWS hook to the local server."""
+    return {
+        "conn_type": "aws",
+        "login": LOCAL_CREDENTIALS,
+        "password": LOCAL_CREDENTIALS,
+        "extra": {"endpoint_url": endpoint_url, "region_name": region},
+    }
+
+
+def is_defined(conn_id: str) -> bool:
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+class LocalServerError(RuntimeError):
+    """No usable local server: the message says which one runs and what to do."""
+
+
+def running_server(root: Path) -> dict[str, Any] | None:
+    """What the ``iris-sagemaker serve`` holding ``root``'s lock wrote of itself (``url``, ``pid``, and
+    ``owner_pid`` when it was started for one process only), or None when no server runs."""
+    import fcntl
+
+    from iris_sagemaker.serve.server import LOCK_FILE
+
+    path = root.expanduser() / "sagemaker" / LOCK_FILE
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: a server runs
+            try:
+                info = json.loads(handle.read())
+                return info if isinstance(info, dict) and info.get("url") else None
+            except ValueError:
+                return None  # starting: it has not written its URL yet
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
+
+def local_server_url(settings: Settings, log: Any = None) -> str:
+    """The server for ``settings.local_root``: the running one, else one started for this process."""
+    root = settings.local_root.expanduser()
+    with _lock:
+        if root in _started:
+            return _started[root].url
+        running = running_server(root)
+        if running is not None:
+            owner = running.get("owner_pid")
+            if owner is not None and owner != os.getpid():
+                raise LocalServerError(
+                    f"the iris-sagemaker serve at {running['url']} for {root} was started for another "
+                    f"process (pid {owner}) and stops with it. For tasks in several processes at once, "
+                    "run one server for them all (iris-sagemaker serve, or make serve), or define the "
+                    "Airflow connection aws-sagemaker with its endpoint_url"
+                )
+            return str(running["url"])
+        from iris_sagemaker.serve.process import start_server
+        from iris_sagemaker.serve.server import OWNER_ENV
+
+        server = start_server(root, {OWNER_ENV: str(os.getpid())}, die_with_parent=True)
+        _started[root] = server
+        atexit.register(server.stop)
+        if log is not None:
+            log(f"started iris-sagemaker serve for {root} at {server.url} (it stops with this process)")
+        return server.url
+
+
+def ensure_connection(conn_id: str, settings: Settings, log: Any = None) -> None:
+    """Local mode: when Airflow has no connection ``conn_id``, define it for this process as the local
+    server. aws mode: nothing (the connection, else boto3's own chain, as the provider does)."""
+    if not settings.is_local or is_defined(conn_id):
+        return
+    url = local_server_url(settings, log)
+    os.environ[connection_env_var(conn_id)] = json.dumps(local_connection(url, settings.region))
+    if log is not None:
+        log(f"no Airflow connection {conn_id!r}: using the local server at {url}")

@@ -1,0 +1,278 @@
+"""The provider's SageMaker operators, thin subclasses, in both modes (imported when a DAG is built).
+
+What the subclasses add to the Amazon provider's own operators:
+
+- **Retries as DESIGN section 5 says.** A retried task that finds its job under its own name reuses it
+  when Completed (no new job, no new name), waits for it when InProgress (blocking, or deferred to the
+  provider's ``SageMakerTrigger``), and fails with the job's FailureReason when Failed or Stopped
+  (``AirflowFailException``: retrying again could not help). The provider would start a
+  timestamp-suffixed new job instead (``action_if_job_exists="timestamp"``).
+- **Stopped is never success.** The provider's blocking transform wait returns on any terminal status;
+  every result is checked to be Completed (endpoint: InService on the wanted config).
+- **The local server.** In local mode the ``aws-sagemaker`` connection names ``iris-sagemaker serve``;
+  when it is not defined, ``connection.ensure_connection`` supplies one (before any hook is built).
+
+The provider's ``execute`` is called for the normal path. Airflow guards ``execute`` against calls from
+outside a task (``ExecutorSafeguard``); our own ``execute`` is the guarded entry, so the provider's is
+called unwrapped (``_provider_execute``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointConfigOperator,
+    SageMakerEndpointOperator,
+    SageMakerModelOperator,
+    SageMakerTrainingOperator,
+    SageMakerTransformOperator,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.common.compat.sdk import AirflowFailException
+from botocore.exceptions import ClientError
+
+from iris_sagemaker import sagemaker_steps
+from iris_sagemaker.airflow_defs import config, connection
+from iris_sagemaker.sagemaker_steps import TRAINING_JOB, TRANSFORM_JOB, JobKind, SageMakerJobError
+
+ENDPOINT_SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+
+
+def _provider_execute(cls: type, operator: Any, context: Any) -> Any:
+    """``cls.execute`` (a provider operator's) without Airflow's ExecutorSafeguard wrapper."""
+    method = cls.__dict__["execute"]
+    return getattr(method, "__wrapped__", method)(operator, context)
+
+
+def _describe_or_none(describe: Callable[[str], dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """A Describe* call, or None when SageMaker says there is no such resource (ValidationException)."""
+    try:
+        return describe(name)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "ValidationException":
+            return None
+        raise
+
+
+def _fail(err: SageMakerJobError) -> AirflowFailException:
+    return AirflowFailException(str(err))
+
+
+class _LocalServerMixin:
+    """Resolves the connection (local mode: the local server) before the first hook is built."""
+
+    aws_conn_id: str | None
+    log: Any
+
+    def _connect(self) -> None:
+        settings = config.resolve_settings()
+        if self.aws_conn_id:
+            connection.ensure_connection(self.aws_conn_id, settings, self.log.info)
+
+
+class _JobOperatorMixin(_LocalServerMixin):
+    """Shared by training and transform: find an existing job, decide, wait, check the result."""
+
+    kind: JobKind
+    job_type: str  # SageMakerTrigger's job_type
+    result_key: str  # the XCom key of the job's description: "Training" / "Transform"
+    provider: type
+    config: dict[str, Any]
+    deferrable: bool
+    check_interval: int
+    max_attempts: int
+    max_ingestion_time: int | None
+    hook: Any
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._connect()
+        name = self.config[self.kind.name_field]
+        describe = getattr(self.hook, self.kind.describe)
+        existing = _describe_or_none(describe, name)
+        if existing is None:
+            return self._checked(_provider_execute(self.provider, self, context))
+        try:
+            action = sagemaker_steps.existing_job_action(self.kind, existing)
+        except SageMakerJobError as err:
+            raise _fail(err) from None
+        if action == sagemaker_steps.REUSE:
+            self.log.info("%s %s already exists and is Completed (a retry): reusing it", self.kind.noun, name)
+            return self._checked(self.serialize_result(name))
+        self.log.info(
+            "%s %s already exists and is %s (a retry): waiting for it",
+            self.kind.noun,
+            name,
+            existing[self.kind.status_field],
+        )
+        if self.deferrable:
+            self.defer(
+                trigger=self._trigger(name),
+                method_name="execute_complete",
+                timeout=dt.timedelta(seconds=self.max_ingestion_time) if self.max_ingestion_time else None,
+            )
+        self.hook.check_status(
+            name, self.kind.status_field, describe, self.check_interval, self.max_ingestion_time
+        )
+        return self._checked(self.serialize_result(name))
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._connect()
+        if event and event.get("status") != "success":
+            raise AirflowFailException(
+                f"{self.kind.noun} {event.get('job_name')} ended {event.get('status')}: "
+                f"{event.get('message') or 'no reason given'}"
+            )
+        return self._checked(self.provider.execute_complete(self, context, event))
+
+    def _trigger(self, name: str) -> SageMakerTrigger:
+        return SageMakerTrigger(
+            job_name=name,
+            job_type=self.job_type,
+            waiter_delay=self.check_interval,
+            waiter_max_attempts=self.max_attempts,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+
+    def _checked(self, result: dict[str, Any]) -> dict[str, Any]:
+        try:
+            sagemaker_steps.check_completed(self.kind, result[self.result_key])
+        except SageMakerJobError as err:
+            raise _fail(err) from None
+        return result
+
+    # Provided by the provider's operator classes (never defined here: they would shadow them).
+    region_name: str | None
+    verify: Any
+    botocore_config: Any
+    defer: Callable[..., None]
+    serialize_result: Callable[[str], dict[str, Any]]
+
+
+class IrisTrainingOperator(_JobOperatorMixin, SageMakerTrainingOperator):
+    """``SageMakerTrainingOperator`` with the project's retry contract (module docstring)."""
+
+    kind, job_type, result_key, provider = TRAINING_JOB, "Training", "Training", SageMakerTrainingOperator
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(check_if_job_exists=False, **kwargs)  # existing jobs are handled in execute
+
+    execute = _JobOperatorMixin.execute
+    execute_complete = _JobOperatorMixin.execute_complete
+
+
+class IrisTransformOperator(_JobOperatorMixin, SageMakerTransformOperator):
+    """``SageMakerTransformOperator`` with the project's retry contract; Stopped fails in every path."""
+
+    kind, job_type, result_key, provider = TRANSFORM_JOB, "Transform", "Transform", SageMakerTransformOperator
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(check_if_job_exists=False, check_if_model_exists=False, **kwargs)
+
+    execute = _JobOperatorMixin.execute
+    execute_complete = _JobOperatorMixin.execute_complete
+
+
+class IrisModelOperator(_LocalServerMixin, SageMakerModelOperator):
+    """``SageMakerModelOperator`` that survives a retry: a model of the same name serving the same artifact
+    is reused; one serving another artifact fails the task, naming both (never a silent second model)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._connect()
+        name = self.config["ModelName"]
+        existing = _describe_or_none(self.hook.describe_model, name)
+        if existing is None:
+            return _provider_execute(SageMakerModelOperator, self, context)
+        wanted = self.config["PrimaryContainer"]["ModelDataUrl"]
+        found = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
+        if found != wanted:
+            raise AirflowFailException(
+                f"model {name} already exists but serves {found}, not {wanted}; delete it "
+                "(aws sagemaker delete-model) or start a new run"
+            )
+        self.log.info("model %s already exists with artifact %s (a retry): reusing it", name, wanted)
+        return {"Model": sagemaker_steps.json_safe(existing)}
+
+
+class IrisEndpointConfigOperator(_LocalServerMixin, SageMakerEndpointConfigOperator):
+    """``SageMakerEndpointConfigOperator`` that reuses its config on a retry (same name, same model)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._connect()
+        name = self.config["EndpointConfigName"]
+        existing = _describe_or_none(self.hook.describe_endpoint_config, name)
+        if existing is None:
+            return _provider_execute(SageMakerEndpointConfigOperator, self, context)
+        wanted = [v["ModelName"] for v in self.config["ProductionVariants"]]
+        found = [v["ModelName"] for v in existing.get("ProductionVariants", [])]
+        if found != wanted:
+            raise AirflowFailException(
+                f"endpoint config {name} already exists but serves {found}, not {wanted}; start a new run"
+            )
+        self.log.info("endpoint config %s already exists (a retry): reusing it", name)
+        return {"EndpointConfig": sagemaker_steps.json_safe(existing)}
+
+
+class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
+    """``SageMakerEndpointOperator``: creates the endpoint, or updates the existing one to the new config
+    (the provider's fallback); a retry finding it already on that config waits for it. The result must be
+    InService *on this config*: a failed update leaves the old model serving, and that is not success."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._connect()
+        name, wanted = self.config["EndpointName"], self.config["EndpointConfigName"]
+        existing = _describe_or_none(self.hook.describe_endpoint, name)
+        if existing is None or existing.get("EndpointConfigName") != wanted:
+            return self._checked(_provider_execute(SageMakerEndpointOperator, self, context))
+        self.log.info("endpoint %s already uses %s (a retry): waiting for it", name, wanted)
+        if existing["EndpointStatus"] in ENDPOINT_SETTLING:
+            if self.deferrable:
+                self.defer(
+                    trigger=SageMakerTrigger(
+                        job_name=name,
+                        job_type="endpoint",
+                        waiter_delay=self.check_interval,
+                        aws_conn_id=self.aws_conn_id,
+                        region_name=self.region_name,
+                        verify=self.verify,
+                        botocore_config=self.botocore_config,
+                    ),
+                    method_name="execute_complete",
+                    timeout=dt.timedelta(seconds=self.max_ingestion_time),
+                )
+            self.hook.get_waiter("endpoint_in_service").wait(
+                EndpointName=name,
+                WaiterConfig={"Delay": self.check_interval, "MaxAttempts": self.max_ingestion_time},
+            )
+        return self._checked(self._result(name))
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._connect()
+        if event and event.get("status") != "success":
+            raise AirflowFailException(f"endpoint {event.get('job_name')}: {event.get('message') or event}")
+        return self._checked(self._result(self.config["EndpointName"]))
+
+    def _result(self, name: str) -> dict[str, Any]:
+        endpoint = self.hook.describe_endpoint(name)
+        return {
+            "EndpointConfig": sagemaker_steps.json_safe(
+                self.hook.describe_endpoint_config(endpoint["EndpointConfigName"])
+            ),
+            "Endpoint": sagemaker_steps.json_safe(endpoint),
+        }
+
+    def _checked(self, result: dict[str, Any]) -> dict[str, Any]:
+        endpoint = result["Endpoint"]
+        wanted = self.config["EndpointConfigName"]
+        if endpoint["EndpointStatus"] != "InService" or endpoint["EndpointConfigName"] != wanted:
+            raise AirflowFailException(
+                f"endpoint {endpoint['EndpointName']} is {endpoint['EndpointStatus']} on endpoint config "
+                f"{endpoint['EndpointConfigName']}, not InService on {wanted}: "
+                f"{endpoint.get('FailureReason') or 'no reason given'}"
+            )
+        return result
