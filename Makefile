@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 # which makes every dagster/airflow process recompile thousands of modules. Our commands keep the default.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-test airflow3-test \
+.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy airflow-test airflow3-test \
   sdk-venv sdk-test proto
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
@@ -85,10 +85,18 @@ $(AF3_STAMP): $(UV) pyproject.toml setup.py uv.lock
 	UV_PROJECT_ENVIRONMENT=$(AF3_VENV) $(SYNC) --extra test-airflow3
 	touch $(AF3_STAMP)
 
+AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__LOAD_EXAMPLES=False \
+  AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/airflow_dags
+# The server runs for the command only: `with-server` stops it when the DAG run ends, fails or is
+# interrupted. Objects land in IRIS_SAGEMAKER_LOCAL_ROOT (default ~/.iris-sagemaker), where `make run` puts them.
 airflow-run: install
-	export AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	  AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/airflow_dags && \
-	$(BIN)/airflow db migrate >/dev/null && $(BIN)/airflow dags test sagemaker_pipeline
+	export $(AIRFLOW_ENV) && $(BIN)/airflow db migrate >/dev/null && \
+	  $(BIN)/iris-sagemaker with-server -- $(BIN)/airflow dags test sagemaker_pipeline
+
+# The tutorial's "next step": the latest published model on a real-time endpoint, checked online.
+airflow-deploy: install
+	export $(AIRFLOW_ENV) && $(BIN)/airflow db migrate >/dev/null && \
+	  $(BIN)/iris-sagemaker with-server -- $(BIN)/airflow dags test sagemaker_deploy
 
 airflow3-test: $(AF3_STAMP)
 	$(AF3_VENV)/bin/python -m pytest -p no:cacheprovider $(AIRFLOW_TESTS)

@@ -1,7 +1,11 @@
 """The ``iris-sagemaker`` command.
 
-``iris-sagemaker serve [--host 127.0.0.1] [--port N] [--root DIR] [--region R]`` serves the embedded
-engine over SageMaker's own HTTP API (see :mod:`iris_sagemaker.serve`).
+- ``iris-sagemaker serve [--host 127.0.0.1] [--port N] [--root DIR] [--region R]`` serves the embedded
+  engine over SageMaker's own HTTP API (see :mod:`iris_sagemaker.serve`);
+- ``iris-sagemaker with-server [--root DIR] -- COMMAND ...`` runs one command against a server started
+  for it (``serve.with_server``), e.g. ``airflow dags test sagemaker_pipeline``;
+- ``iris-sagemaker export-airflow-dag [--out FILE]`` writes a self-contained DAG file
+  (``airflow_defs.export``).
 """
 
 from __future__ import annotations
@@ -63,6 +67,17 @@ def parser() -> argparse.ArgumentParser:
         "--region", type=_region, default=region, help=f"the region the engine answers for (default {region})"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    wrap = commands.add_parser(
+        "with-server",
+        help="run one command against a local server, then stop the server",
+        description="Start iris-sagemaker serve for --root on a free loopback port (or use the one "
+        "already running), run COMMAND with AWS_ENDPOINT_URL, throwaway credentials and the Airflow "
+        "connection aws-sagemaker pointing at it, and stop the server when COMMAND ends (Ctrl-C "
+        "included). Exits with COMMAND's status.",
+    )
+    wrap.add_argument("--root", type=Path, default=root, help="LOCAL_ROOT (as for serve)")
+    wrap.add_argument("--region", type=_region, default=region, help=f"(default {region})")
+    wrap.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     return top
 
 
@@ -76,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ServeError as err:
             print(f"iris-sagemaker serve: {err}", file=sys.stderr)
             return 1
+    elif args.command == "with-server":
+        from iris_sagemaker.serve.with_server import run_with_server
+
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        return run_with_server(args.root, args.region, argv)
     return 0
 
 

@@ -1,0 +1,82 @@
+"""``iris-sagemaker with-server -- COMMAND``: run one command against a local server, then stop it.
+
+The server for ``--root`` is started on a free loopback port (or, when one already runs for that root,
+used as it is and left running). The command gets the server in its environment: ``AWS_ENDPOINT_URL``
+and throwaway credentials for any boto3-based tool, the SageMaker SDK's config, and the Airflow
+connection ``aws-sagemaker`` naming it. The server is stopped when the command ends, however it ends
+(failure, Ctrl-C, SIGTERM); the exit status is the command's. ``make airflow-run`` is built on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from iris_sagemaker.airflow_defs.config import DEFAULT_CONN_ID, conn_id
+from iris_sagemaker.airflow_defs.connection import (
+    connection_env_var,
+    local_connection,
+    running_server,
+)
+
+
+def command_env(url: str, region: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """What the command is given to find the server (pure)."""
+    airflow_conn = conn_id() or DEFAULT_CONN_ID
+    return {
+        **(extra or {}),
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": region,
+        connection_env_var(airflow_conn): json.dumps(local_connection(url, region)),
+    }
+
+
+def run_with_server(root: Path, region: str, command: Sequence[str]) -> int:
+    """Run ``command`` with a server for ``root``; returns its exit status (128+N when killed by N)."""
+    from iris_sagemaker.serve.process import start_server
+
+    if not command:
+        print("iris-sagemaker with-server: no command given (with-server -- COMMAND ...)", file=sys.stderr)
+        return 2
+    root = root.expanduser().resolve()
+    running = running_server(root)
+    server = None
+    if running is not None and running.get("owner_pid") is None:
+        url, extra = str(running["url"]), {}
+        print(f"iris-sagemaker with-server: using the server already running for {root} at {url}", flush=True)
+    else:
+        server = start_server(root, {"AWS_REGION": region}, die_with_parent=True)
+        url, extra = server.url, dict(server.exports)
+        print(f"iris-sagemaker with-server: serving {root} at {url} for: {' '.join(command)}", flush=True)
+    env = {**os.environ, **command_env(url, region, extra)}
+    child: subprocess.Popen[bytes] | None = None
+    previous = signal.signal(signal.SIGTERM, lambda *_: _forward(child, signal.SIGTERM))
+    try:
+        child = subprocess.Popen(list(command), env=env)
+        while True:
+            try:
+                status = child.wait()
+                break
+            except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: wait for the command
+                continue
+        return 128 - status if status < 0 else status
+    except FileNotFoundError as err:
+        print(f"iris-sagemaker with-server: cannot run {command[0]!r}: {err.strerror}", file=sys.stderr)
+        return 127
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            server.stop()
+            print("iris-sagemaker with-server: server stopped", flush=True)
+
+
+def _forward(child: subprocess.Popen[bytes] | None, sig: int) -> None:
+    if child is not None and child.poll() is None:
+        child.send_signal(sig)
