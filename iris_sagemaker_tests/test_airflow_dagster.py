@@ -35,8 +35,8 @@ pytest.importorskip("dagster", reason="Dagster is not installed in this venv")
 pytest.importorskip("dagster_airflow", reason="dagster-airflow is not installed (or Airflow 3 is)")
 
 from dagster import materialize  # noqa: E402
-from iris_sagemaker.airflow_dag import TASK_IDS  # noqa: E402
 
+from iris_sagemaker.airflow_defs.pipeline import TASK_IDS  # noqa: E402
 from iris_sagemaker.dagster_defs import resources  # noqa: E402
 from iris_sagemaker.dagster_defs.airflow_job import JOB_NAME  # noqa: E402
 from iris_sagemaker.dagster_defs.definitions import build_definitions  # noqa: E402
@@ -106,6 +106,18 @@ def test_dag_request_bodies_equal_what_the_assets_sent(monkeypatch: pytest.Monke
     assert rendered["train_model"] == sent["create_training_job"]
     assert rendered["create_model"] == sent["create_model"]
     assert rendered["test_model"] == sent["create_transform_job"]
+
+    # The deploy DAG's two bodies equal knn_endpoint's, for the same run key and model.
+    from iris_sagemaker.airflow_defs.deploy import build_deploy_dag
+    from iris_sagemaker_tests.airflow_support import FakeTaskInstance
+
+    dag = build_deploy_dag(backend="local")
+    ti = FakeTaskInstance({"find_model": {"ModelName": sent["create_model"]["ModelName"]}})
+    pairs = (("create_endpoint_config", "create_endpoint_config"), ("deploy_endpoint", "create_endpoint"))
+    for task_id, body in pairs:
+        task = dag.get_task(task_id)
+        context = {"run_id": run_key, "ti": ti}
+        assert task.render_template(task.config, context, jinja_env=dag.get_template_env()) == sent[body]
 
 
 def test_the_code_location_runs_the_dag_as_a_dagster_job(

@@ -1,6 +1,9 @@
-"""`airflow dags test sagemaker_pipeline` for real, in a subprocess on SQLite, offline:
+"""`airflow dags test` for real, in a subprocess on SQLite, offline:
 
-- local mode: the embedded engine, the same objects as the Dagster run, 45 scored predictions;
+- local mode: the provider's operators through ``iris-sagemaker serve`` (a server started for the
+  ``airflow`` process when no connection is defined; or ``with-server``'s, as ``make airflow-run`` runs
+  it), the same objects as the Dagster run, 45 scored predictions; deferrable and blocking; then the
+  deploy DAG, twice (the second run updates the same endpoint to its own config);
 - aws mode: the Amazon provider's operators against moto's server on 127.0.0.1, checking the request
   bodies moto received and the CSVs in moto's S3 (moto runs no algorithm; the test stands in for
   the batch transform's output so the scoring task has something to score).
@@ -47,11 +50,35 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def _dags_test(home: Path, **env: str) -> None:
-    done = run_airflow(["dags", "test", "sagemaker_pipeline"], airflow_env(home, **env))
+def _dags_test(home: Path, dag_id: str = "sagemaker_pipeline", **env: str) -> str:
+    done = run_airflow(["dags", "test", dag_id], airflow_env(home, **env))
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     assert "state=success" in output or "successful" in output, output[-6000:]
+    return output
+
+
+def _with_server(home: Path, dag_id: str, **env: str) -> str:
+    """``iris-sagemaker with-server -- airflow dags test DAG``: what ``make airflow-run`` runs."""
+    import subprocess
+    import sys
+
+    from iris_sagemaker_tests.airflow_support import AIRFLOW, REPO
+
+    command = [sys.executable, "-m", "iris_sagemaker.cli", "with-server", "--", str(AIRFLOW), "dags", "test"]
+    env_vars = airflow_env(home, **env)
+    done = subprocess.run(
+        [*command, dag_id], cwd=REPO, env=env_vars, capture_output=True, text=True, timeout=300
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    return output
+
+
+def _no_server_left(root: Path) -> None:
+    from iris_sagemaker.airflow_defs.connection import running_server
+
+    assert running_server(root) is None  # the server's lock is free: it stopped with the command
 
 
 def _expected_split() -> dataset.IrisSplit:
@@ -60,9 +87,16 @@ def _expected_split() -> dataset.IrisSplit:
 
 
 def test_local_mode_runs_offline_and_leaves_the_dagster_objects(airflow_home: Path) -> None:
-    _dags_test(airflow_home)
+    """No connection defined: the tasks start a server for the ``airflow`` process, and it stops with it."""
+    output = _dags_test(airflow_home)
+    assert "no Airflow connection 'aws-sagemaker': using the local server" in output
+    root = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"])
+    _no_server_left(root)
+    _check_local_objects(root)
 
-    bucket = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"]) / "s3" / DEFAULT_LOCAL_BUCKET
+
+def _check_local_objects(root: Path) -> None:
+    bucket = root / "s3" / DEFAULT_LOCAL_BUCKET
     parts = _expected_split()
     assert (bucket / TRAIN_KEY).read_bytes() == dataset.to_sagemaker_csv(parts.train)
     assert (bucket / TEST_KEY).read_bytes() == dataset.to_sagemaker_csv(parts.test_features)
@@ -77,6 +111,39 @@ def test_local_mode_runs_offline_and_leaves_the_dagster_objects(airflow_home: Pa
     assert len(scored) == 45
     assert scored["predicted_label"].tolist() == [int(p["predicted_label"]) for p in predictions]
     assert scored["correct"].mean() >= 0.9
+
+
+def test_make_airflow_run_blocking_then_the_deploy_dag_twice(airflow_home: Path) -> None:
+    """``with-server`` (make airflow-run / airflow-deploy), the operators blocking in the worker."""
+    import boto3
+
+    from iris_sagemaker.serve.process import start_server
+
+    root = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"])
+    output = _with_server(airflow_home, "sagemaker_pipeline", IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE="false")
+    assert "iris-sagemaker with-server: server stopped" in output
+    assert "no Airflow connection" not in output  # with-server defined it
+    _no_server_left(root)
+    _check_local_objects(root)
+
+    first = _with_server(airflow_home, "sagemaker_deploy")
+    second = _with_server(airflow_home, "sagemaker_deploy", IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE="false")
+    assert "updating it with the given config instead" in second  # the provider's own update path
+    assert "accuracy" in first and "accuracy" in second
+    _no_server_left(root)
+
+    server = start_server(root)
+    try:
+        client = boto3.client("sagemaker", region_name=REGION, endpoint_url=server.url)
+        endpoint = client.describe_endpoint(EndpointName="iris-knn")
+        configs = client.list_endpoint_configs()["EndpointConfigs"]
+        assert endpoint["EndpointStatus"] == "InService"
+        assert len(configs) == 2  # one per deploy run; one endpoint, updated to the second
+        newest = max(configs, key=lambda c: c["CreationTime"])
+        assert endpoint["EndpointConfigName"] == newest["EndpointConfigName"]
+        assert len(client.list_endpoints()["Endpoints"]) == 1
+    finally:
+        server.stop()
 
 
 class MotoRecorder:

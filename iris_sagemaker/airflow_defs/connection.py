@@ -28,6 +28,7 @@ from iris_sagemaker.settings import Settings
 
 LOCAL_CREDENTIALS = "local"  # the server accepts any credentials; these are placeholders, not secrets
 _started: dict[Path, Any] = {}
+_defined_here: dict[str, str] = {}  # AIRFLOW_CONN_* variable -> the value this process set
 _lock = threading.Lock()
 
 
@@ -113,12 +114,31 @@ def local_server_url(settings: Settings, log: Any = None) -> str:
         return server.url
 
 
+def stop_local_servers() -> None:
+    """Stop the servers this process started (they also stop when it exits) and forget the connections
+    defined for them."""
+    with _lock:
+        for server in _started.values():
+            server.stop()
+        _started.clear()
+        for variable, value in _defined_here.items():
+            if os.environ.get(variable) == value:
+                del os.environ[variable]
+        _defined_here.clear()
+
+
 def ensure_connection(conn_id: str, settings: Settings, log: Any = None) -> None:
     """Local mode: when Airflow has no connection ``conn_id``, define it for this process as the local
     server. aws mode: nothing (the connection, else boto3's own chain, as the provider does)."""
-    if not settings.is_local or is_defined(conn_id):
+    if not settings.is_local:
         return
+    variable = connection_env_var(conn_id)
+    ours = variable in _defined_here and os.environ.get(variable) == _defined_here[variable]
+    if not ours and is_defined(conn_id):
+        return
+    # Ours (an earlier task of this process, maybe for another root) or none: (re)resolve for this root.
     url = local_server_url(settings, log)
-    os.environ[connection_env_var(conn_id)] = json.dumps(local_connection(url, settings.region))
+    value = json.dumps(local_connection(url, settings.region))
+    os.environ[variable] = _defined_here[variable] = value
     if log is not None:
         log(f"no Airflow connection {conn_id!r}: using the local server at {url}")
