@@ -9,7 +9,10 @@ graph of the same shape on the same executor, and their ratio:
   Two more lines separate what the project's start-up ``gc.freeze()`` (iris_sagemaker.startup_heap)
   saves from the project's own overhead: the project with the freeze off, and the no-op assets with it on.
 - Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow; and the parse
-  of each DAG file alone (what the scheduler pays on every re-parse).
+  of each DAG file alone (what the scheduler pays on every re-parse). The project's operators reach the
+  engine through `iris-sagemaker serve`: "project" starts one for each run (no connection defined, as a
+  user's first `airflow dags test`), "project, server running" uses one started beforehand (as with
+  `iris-sagemaker serve` in another terminal).
 Then runs the full Dagster pipeline on a generated Iris-shaped CSV of --big-rows rows
 (IRIS_SAGEMAKER_DATA_URL=file://...) and reports its time and peak memory (RSS of the largest process).
 """
@@ -17,6 +20,7 @@ Then runs the full Dagster pipeline on a generated Iris-shaped CSV of --big-rows
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -133,19 +137,38 @@ def bench_airflow(runs: int, work: Path) -> float | None:
 
         return once
 
+    from iris_sagemaker.airflow_defs.connection import local_connection
+    from iris_sagemaker.serve.process import start_server
+
     dags, noop = REPO / "airflow_dags", REPO / "bench" / "noop_dag"
-    medians = _medians(
-        runs,
-        {
-            "project": run("af-project", dags, "sagemaker_pipeline"),
-            "floor": run("af-floor", noop, "noop_pipeline"),
-            "unfrozen project": run("af-unfrozen", dags, "sagemaker_pipeline", IRIS_SAGEMAKER_GC_FREEZE="0"),
-            "frozen floor": run(
-                "af-frozen-floor", REPO / "bench" / "noop_dag_frozen", "noop_pipeline_frozen"
-            ),
-        },
-    )
+    server = start_server(work / "af-served-root")
+    try:
+        served = {
+            "IRIS_SAGEMAKER_LOCAL_ROOT": str(work / "af-served-root"),
+            "AIRFLOW_CONN_AWS-SAGEMAKER": json.dumps(local_connection(server.url, "us-east-2")),
+        }
+        medians = _medians(
+            runs,
+            {
+                "project": run("af-project", dags, "sagemaker_pipeline"),
+                "project, server running": run("af-served", dags, "sagemaker_pipeline", **served),
+                "floor": run("af-floor", noop, "noop_pipeline"),
+                "unfrozen project": run(
+                    "af-unfrozen", dags, "sagemaker_pipeline", IRIS_SAGEMAKER_GC_FREEZE="0"
+                ),
+                "frozen floor": run(
+                    "af-frozen-floor", REPO / "bench" / "noop_dag_frozen", "noop_pipeline_frozen"
+                ),
+            },
+        )
+    finally:
+        server.stop()
     ratio = _report("airflow dags test", medians)
+    served = medians["project, server running"]
+    print(
+        f"  project with iris-sagemaker serve already running: {served:.2f} s, "
+        f"ratio {served / medians['floor']:.2f} (the rest of 'project' is starting a server per run)"
+    )
 
     def parse(dag_file: Path) -> Callable[[], float]:
         """One parse of the file in a fresh process with Airflow imported: what the scheduler pays."""
