@@ -90,3 +90,15 @@ def test_a_server_started_for_another_process_is_refused_clearly(tmp_path: Path)
         assert VARIABLE not in os.environ
     finally:
         server.stop()
+
+
+def test_without_the_serve_stack_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = connection.importlib.util.find_spec
+    monkeypatch.setattr(
+        connection.importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a)
+    )
+    with pytest.raises(connection.LocalServerError, match=r"pip install 'iris-sagemaker\[serve\]'"):
+        connection.ensure_connection("aws-sagemaker", _settings(tmp_path / "root"))
+    assert connection.running_server(tmp_path / "root") is None

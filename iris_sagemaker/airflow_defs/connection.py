@@ -18,6 +18,7 @@ runs it inline, S3Hook's) sees the same server. A separate triggerer process nee
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import threading
@@ -103,6 +104,12 @@ def local_server_url(settings: Settings, log: Any = None) -> str:
                     "Airflow connection aws-sagemaker with its endpoint_url"
                 )
             return str(running["url"])
+        if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("moto") is None:
+            raise LocalServerError(
+                "local mode reaches the engine through iris-sagemaker serve, which is not installed here: "
+                "pip install 'iris-sagemaker[serve]' (the [airflow] extras include it), or set "
+                "IRIS_SAGEMAKER_BACKEND=aws"
+            )
         from iris_sagemaker.serve.process import start_server
         from iris_sagemaker.serve.server import OWNER_ENV
 
