@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy airflow-test airflow3-test \
-  sdk-venv sdk-test proto
+  sdk-venv sdk-test proto export-dag
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
@@ -74,10 +74,11 @@ test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSE
 	$(BIN)/ruff check .
 	IRIS_SAGEMAKER_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
 
-# The Airflow mirror (airflow_dags/sagemaker_pipeline.py). `airflow-run`: `airflow dags test` offline on
-# Airflow 2.11 (.venv) with its own SQLite home in ./.airflow. `airflow-test`: the DAG tests on Airflow
-# 2.11 and, in a second venv without Dagster (.venv-airflow3), on Airflow 3; `make test` includes both.
-AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/test_airflow_runs.py
+# The Airflow mirror (airflow_dags/). `airflow-run`: `airflow dags test` offline on Airflow 2.11 (.venv)
+# with its own SQLite home in ./.airflow, against a server started for it. `airflow-test`: the DAG tests on
+# Airflow 2.11 and, in a second venv without Dagster (.venv-airflow3), on Airflow 3; `make test` runs both.
+AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/test_airflow_runs.py \
+  iris_sagemaker_tests/test_airflow_export.py iris_sagemaker_tests/test_airflow_connection.py
 AF3_VENV := .venv-airflow3
 AF3_STAMP := $(AF3_VENV)/.installed
 
@@ -125,6 +126,11 @@ sdk-test: $(SDK_STAMP)
 PROTO_DIR := iris_sagemaker/local_sagemaker
 proto: $(SDK_STAMP)
 	$(SDK_VENV)/bin/python -m grpc_tools.protoc -I$(PROTO_DIR) --descriptor_set_out=$(PROTO_DIR)/record.desc record.proto
+
+# The self-contained DAG file for other Airflow deployments (README, "Export the DAG"); commit the result: a
+# test fails while the committed copy is stale.
+export-dag: $(RUN_STAMP)
+	$(BIN)/iris-sagemaker export-airflow-dag --out docs/exported_dag/sagemaker_pipeline.py
 
 # SageMaker's HTTP API (plus S3 and CloudWatch Logs) over the embedded engine: see README, "SageMaker over HTTP".
 serve: $(RUN_STAMP)

@@ -4,7 +4,7 @@
   engine over SageMaker's own HTTP API (see :mod:`iris_sagemaker.serve`);
 - ``iris-sagemaker with-server [--root DIR] -- COMMAND ...`` runs one command against a server started
   for it (``serve.with_server``), e.g. ``airflow dags test sagemaker_pipeline``;
-- ``iris-sagemaker export-airflow-dag [--out FILE]`` writes a self-contained DAG file
+- ``iris-sagemaker export-airflow-dag [--out FILE] [--region R]`` writes a self-contained DAG file
   (``airflow_defs.export``).
 """
 
@@ -78,6 +78,27 @@ def parser() -> argparse.ArgumentParser:
     wrap.add_argument("--root", type=Path, default=root, help="LOCAL_ROOT (as for serve)")
     wrap.add_argument("--region", type=_region, default=region, help=f"(default {region})")
     wrap.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    export = commands.add_parser(
+        "export-airflow-dag",
+        help="write a self-contained Airflow DAG file (the tutorial's DAG, from the same specs)",
+        description="Write the DAG sagemaker_pipeline as one self-contained file: it imports only Airflow, "
+        "the Amazon provider, pandas and requests (not iris-sagemaker), and its request bodies are the "
+        "assets' own, as literals with the tutorial's Jinja templates where a value varies per run. Drop "
+        "it into any Airflow deployment's dags folder (MWAA, Astronomer).",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the file to write (default: standard output); written whole or not at all",
+    )
+    export.add_argument(
+        "--region",
+        type=_region,
+        default=DEFAULT_REGION,
+        help=f"the region whose k-NN image the bodies name (default {DEFAULT_REGION}, the tutorial's; "
+        "the environment is not read, so an export is reproducible)",
+    )
     return top
 
 
@@ -96,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         return run_with_server(args.root, args.region, argv)
+    elif args.command == "export-airflow-dag":
+        from iris_sagemaker.airflow_defs import export
+
+        try:
+            export.write(args.out, export.render_dag_file(export.export_settings(args.region)))
+        except export.ExportError as err:
+            print(f"iris-sagemaker export-airflow-dag: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
