@@ -78,7 +78,8 @@ test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSE
 # with its own SQLite home in ./.airflow, against a server started for it. `airflow-test`: the DAG tests on
 # Airflow 2.11 and, in a second venv without Dagster (.venv-airflow3), on Airflow 3; `make test` runs both.
 AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/test_airflow_runs.py \
-  iris_sagemaker_tests/test_airflow_export.py iris_sagemaker_tests/test_airflow_connection.py
+  iris_sagemaker_tests/test_airflow_export.py iris_sagemaker_tests/test_airflow_connection.py \
+  iris_sagemaker_tests/test_airflow_retries.py
 AF3_VENV := .venv-airflow3
 AF3_STAMP := $(AF3_VENV)/.installed
 

@@ -100,7 +100,7 @@ def wait_for_status(
         elif status == "Completed":
             return description
         elif status in TERMINAL_FAILURES:
-            reason = description.get("FailureReason") or "no reason given"
+            reason = failure_reason(kind, status, description)
             raise SageMakerJobError(f"{kind} {name} ended {status}: {reason}")
         if time.monotonic() + interval > deadline:
             raise SageMakerJobError(
@@ -144,6 +144,20 @@ TRANSFORM_JOB = JobKind(
 )
 
 
+def failure_reason(noun: str, status: str, description: dict[str, Any]) -> str:
+    """Why a job ended ``status``: its FailureReason; for a Stopped job without one (SageMaker gives
+    none), whether it ran out of time or was stopped."""
+    reason = description.get("FailureReason")
+    if reason:
+        return str(reason)
+    if status == "Stopped":
+        secondary = description.get("SecondaryStatus")
+        if secondary in ("MaxRuntimeExceeded", "MaxWaitTimeExceeded"):
+            return f"it ran out of time ({secondary}: see its StoppingCondition)"
+        return f"it was stopped (aws sagemaker stop-{noun.replace(' ', '-')}, or Stop in the console)"
+    return "no reason given"
+
+
 REUSE, WAIT = "reuse", "wait"
 
 
@@ -156,9 +170,9 @@ def existing_job_action(kind: JobKind, description: dict[str, Any]) -> str:
     if status == "Completed":
         return REUSE
     if status in TERMINAL_FAILURES:
-        reason = description.get("FailureReason") or "no reason given"
         raise SageMakerJobError(
-            f"{kind.noun} {name} already exists and ended {status}: {reason}. Retrying this step cannot "
+            f"{kind.noun} {name} already exists and ended {status}: "
+            f"{failure_reason(kind.noun, status, description)}. Retrying this step cannot "
             "start it again under the same name; fix the cause and start a new run"
         )
     return WAIT
@@ -169,7 +183,7 @@ def check_completed(kind: JobKind, description: dict[str, Any]) -> dict[str, Any
     (a wait that returns on any terminal status, Stopped included, must not pass for success)."""
     status = description[kind.status_field]
     if status != "Completed":
-        reason = description.get("FailureReason") or "no reason given"
+        reason = failure_reason(kind.noun, status, description)
         raise SageMakerJobError(f"{kind.noun} {description[kind.name_field]} ended {status}: {reason}")
     return description
 

@@ -123,6 +123,8 @@ def test_both_modes_use_the_amazon_providers_operators(monkeypatch: pytest.Monke
     assert train.deferrable and transform.deferrable  # deferrable by default
     assert not train.check_if_job_exists  # an existing job is reused / waited for / failed, never renamed
     assert train.check_interval == (1 if backend == "local" else 30)
+    # The deferred wait lasts as long as the blocking one (MaxRuntimeInSeconds plus setup), not 60 polls.
+    assert train.max_attempts * train.check_interval >= specs.MAX_RUNTIME_SECONDS
     deployment = deploy.build_deploy_dag(backend=backend)
     assert isinstance(deployment.get_task("create_endpoint_config"), SageMakerEndpointConfigOperator)
     assert isinstance(deployment.get_task("deploy_endpoint"), SageMakerEndpointOperator)

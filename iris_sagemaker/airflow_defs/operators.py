@@ -9,6 +9,11 @@ What the subclasses add to the Amazon provider's own operators:
   timestamp-suffixed new job instead (``action_if_job_exists="timestamp"``).
 - **Stopped is never success.** The provider's blocking transform wait returns on any terminal status;
   every result is checked to be Completed (endpoint: InService on the wanted config).
+- **A job that ended Failed or Stopped fails the task for good**, first try or retry, blocking or
+  deferred, with the job's status and reason (the provider raises a retryable AirflowException saying
+  only "failed because ..."). A trigger that gave up waiting (timeout, error) raises a retryable error:
+  the job may still run, and the retry waits for it.
+- **A retry returns what the first try did**: the provider's ``serialize`` of the same descriptions.
 - **The local server.** In local mode the ``aws-sagemaker`` connection names ``iris-sagemaker serve``;
   when it is not defined, ``connection.ensure_connection`` supplies one (before any hook is built).
 
@@ -19,8 +24,9 @@ called unwrapped (``_provider_execute``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import (
@@ -29,14 +35,21 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerModelOperator,
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
+    serialize,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from botocore.exceptions import ClientError
 
 from iris_sagemaker import sagemaker_steps
 from iris_sagemaker.airflow_defs import config, connection
-from iris_sagemaker.sagemaker_steps import TRAINING_JOB, TRANSFORM_JOB, JobKind, SageMakerJobError
+from iris_sagemaker.sagemaker_steps import (
+    TERMINAL_FAILURES,
+    TRAINING_JOB,
+    TRANSFORM_JOB,
+    JobKind,
+    SageMakerJobError,
+)
 
 ENDPOINT_SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
@@ -93,7 +106,8 @@ class _JobOperatorMixin(_LocalServerMixin):
         describe = getattr(self.hook, self.kind.describe)
         existing = _describe_or_none(describe, name)
         if existing is None:
-            return self._checked(_provider_execute(self.provider, self, context))
+            with self._failing_for_good(name):
+                return self._checked(_provider_execute(self.provider, self, context))
         try:
             action = sagemaker_steps.existing_job_action(self.kind, existing)
         except SageMakerJobError as err:
@@ -111,21 +125,53 @@ class _JobOperatorMixin(_LocalServerMixin):
             self.defer(
                 trigger=self._trigger(name),
                 method_name="execute_complete",
-                timeout=dt.timedelta(seconds=self.max_ingestion_time) if self.max_ingestion_time else None,
+                timeout=(
+                    dt.timedelta(seconds=self.max_ingestion_time)
+                    if self.max_ingestion_time
+                    else self.execution_timeout  # as the provider defers
+                ),
             )
-        self.hook.check_status(
-            name, self.kind.status_field, describe, self.check_interval, self.max_ingestion_time
-        )
+        with self._failing_for_good(name):
+            self.hook.check_status(
+                name, self.kind.status_field, describe, self.check_interval, self.max_ingestion_time
+            )
         return self._checked(self.serialize_result(name))
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The trigger's event: "success" (the job is checked to be Completed), "failed" / "stopped" (the
+        task fails with the job's reason), else ("timeout", "error") a retryable error: the job may still
+        run, and a retry of the task waits for it again."""
         self._connect()
         if event and event.get("status") != "success":
-            raise AirflowFailException(
-                f"{self.kind.noun} {event.get('job_name')} ended {event.get('status')}: "
-                f"{event.get('message') or 'no reason given'}"
+            name = event.get("job_name") or self.config[self.kind.name_field]
+            message = event.get("message") or "no message"
+            self._fail_if_ended(name)
+            if event.get("status") in ("failed", "stopped"):
+                raise AirflowFailException(f"{self.kind.noun} {name} ended {event['status']}: {message}")
+            raise AirflowException(
+                f"waiting for {self.kind.noun} {name} ended {event.get('status')} before the job did "
+                f"({message}); it may still be running: a retry of this task waits for it again"
             )
         return self._checked(self.provider.execute_complete(self, context, event))
+
+    @contextlib.contextmanager
+    def _failing_for_good(self, name: str) -> Iterator[None]:
+        """The provider's waits raise a plain (retryable) AirflowException when a job fails, and "the
+        resource failed because ..." is all they say. A job that ended Failed or Stopped cannot be
+        rerun under its name, so fail the task for good, with the job's own status and reason."""
+        try:
+            yield
+        except AirflowFailException:
+            raise
+        except AirflowException:
+            self._fail_if_ended(name)
+            raise
+
+    def _fail_if_ended(self, name: str) -> None:
+        """AirflowFailException (the job's status and reason) when job ``name`` ended Failed or Stopped."""
+        described = _describe_or_none(getattr(self.hook, self.kind.describe), name)
+        if described is not None and described[self.kind.status_field] in TERMINAL_FAILURES:
+            self._checked({self.result_key: described})
 
     def _trigger(self, name: str) -> SageMakerTrigger:
         return SageMakerTrigger(
@@ -196,7 +242,7 @@ class IrisModelOperator(_LocalServerMixin, SageMakerModelOperator):
                 "(aws sagemaker delete-model) or start a new run"
             )
         self.log.info("model %s already exists with artifact %s (a retry): reusing it", name, wanted)
-        return {"Model": sagemaker_steps.json_safe(existing)}
+        return {"Model": serialize(existing)}  # what the provider's execute returns
 
 
 class IrisEndpointConfigOperator(_LocalServerMixin, SageMakerEndpointConfigOperator):
@@ -215,7 +261,7 @@ class IrisEndpointConfigOperator(_LocalServerMixin, SageMakerEndpointConfigOpera
                 f"endpoint config {name} already exists but serves {found}, not {wanted}; start a new run"
             )
         self.log.info("endpoint config %s already exists (a retry): reusing it", name)
-        return {"EndpointConfig": sagemaker_steps.json_safe(existing)}
+        return {"EndpointConfig": serialize(existing)}  # what the provider's execute returns
 
 
 class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
@@ -259,11 +305,9 @@ class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
 
     def _result(self, name: str) -> dict[str, Any]:
         endpoint = self.hook.describe_endpoint(name)
-        return {
-            "EndpointConfig": sagemaker_steps.json_safe(
-                self.hook.describe_endpoint_config(endpoint["EndpointConfigName"])
-            ),
-            "Endpoint": sagemaker_steps.json_safe(endpoint),
+        return {  # what the provider's execute returns
+            "EndpointConfig": serialize(self.hook.describe_endpoint_config(endpoint["EndpointConfigName"])),
+            "Endpoint": serialize(endpoint),
         }
 
     def _checked(self, result: dict[str, Any]) -> dict[str, Any]:

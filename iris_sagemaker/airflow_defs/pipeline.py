@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import math
 import sys
 from types import ModuleType
 from typing import Any
 
 from iris_sagemaker.airflow_defs import config
+from iris_sagemaker.sagemaker_steps import DEFAULT_TIMEOUT_SECONDS
 from iris_sagemaker.startup_heap import frozen_heap
 
 try:  # Airflow 3
@@ -86,6 +88,9 @@ def build_dag(
     # Blocking in local mode: the provider re-describes a job at most every 30 s while it tails its log,
     # so the log is printed once the job ended instead (the jobs take about a second).
     tail_log = waiting["deferrable"] or not settings.is_local
+    # The provider's trigger gives up after max_attempts polls (default 60: a minute locally, half an hour
+    # on AWS); wait as long as the blocking path does, MaxRuntimeInSeconds plus SageMaker's setup time.
+    jobs_waiting = {**waiting, "max_attempts": math.ceil(DEFAULT_TIMEOUT_SECONDS / waiting["check_interval"])}
     with DAG(
         dag_id=DAG_ID,
         description="Iris k-NN on SageMaker (or its embedded twin): prepare, train, create model, "
@@ -100,11 +105,11 @@ def build_dag(
     ) as dag:
         prep = _data_prep(common["aws_conn_id"])
         train = IrisTrainingOperator(
-            task_id="train_model", config=configs["training"], print_log=tail_log, **waiting, **common
+            task_id="train_model", config=configs["training"], print_log=tail_log, **jobs_waiting, **common
         )
         model = IrisModelOperator(task_id="create_model", config=configs["model"], **common)
         transform = IrisTransformOperator(
-            task_id="test_model", config=configs["transform"], **waiting, **common
+            task_id="test_model", config=configs["transform"], **jobs_waiting, **common
         )
         score = _score(common["aws_conn_id"])
         prep >> train >> model >> transform >> score
