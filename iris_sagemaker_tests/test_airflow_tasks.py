@@ -77,3 +77,12 @@ def test_the_online_check_fails_below_the_threshold_and_says_the_endpoint_stays(
     share_of_class_0 = labels.count("0") / len(labels)  # what an always-0 model scores
     assert f"accuracy {share_of_class_0:.4f} on 45 held-out rows is below 0.9" in message
     assert "stays deployed" in message and "UpdateEndpoint" in message
+
+
+def test_a_model_that_does_not_exist_names_where_its_name_came_from(lab: Lab) -> None:
+    with pytest.raises(tasks.DeployError, match=r"model Iris-KNN-nope \(the DAG param model_name\) does not"):
+        tasks.find_model(_settings(lab), lab.store, lab.client, "Iris-KNN-nope")
+    published = {"run": "r", "objects": {}, "model_name": "Iris-KNN-gone"}
+    lab.put(run_objects.LATEST_KEY, json.dumps(published).encode())
+    with pytest.raises(tasks.DeployError, match=r"\(named by s3://iris-sagemaker-local/iris/latest-run.json\)"):
+        tasks.find_model(_settings(lab), lab.store, lab.client)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from botocore.exceptions import ClientError
 
 from iris_sagemaker import dataset, endpoint_steps, evaluation, run_objects, sagemaker_steps, specs
 from iris_sagemaker.airflow_defs.config import resolve_settings
@@ -167,7 +168,9 @@ class DeployError(RuntimeError):
 def find_model(settings: Settings, store: ObjectStore, client: Any, model_name: str | None = None) -> dict:
     """The model to deploy: ``model_name`` (the DAG's param) when given, else the model of the latest
     published pipeline run (``iris/latest-run.json``)."""
+    source = "the DAG param model_name"
     if not model_name:
+        source = f"named by {settings.uri(run_objects.LATEST_KEY)}"
         try:
             latest = json.loads(store.get_bytes(settings.bucket, run_objects.LATEST_KEY))
         except ObjectNotFound:
@@ -182,7 +185,16 @@ def find_model(settings: Settings, store: ObjectStore, client: Any, model_name: 
                 f"{settings.uri(run_objects.LATEST_KEY)} (run {latest.get('run')}) names no model: it was "
                 "published by an older version; rerun the pipeline, or pass the DAG param model_name"
             )
-    described = client.describe_model(ModelName=model_name)
+    try:
+        described = client.describe_model(ModelName=model_name)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        said = err.response["Error"].get("Message")
+        raise DeployError(
+            f"model {model_name} ({source}) does not exist in SageMaker: {said} "
+            "Pass the name of an existing model (aws sagemaker list-models), or run the pipeline again"
+        ) from None
     return {"ModelName": model_name, "ModelDataUrl": described["PrimaryContainer"]["ModelDataUrl"]}
 
 
