@@ -19,7 +19,6 @@ require_airflow()
 
 from iris_sagemaker.airflow_defs import connection  # noqa: E402
 from iris_sagemaker.serve.process import start_server  # noqa: E402
-from iris_sagemaker.serve.server import OWNER_ENV  # noqa: E402
 
 VARIABLE = "AIRFLOW_CONN_AWS-SAGEMAKER"
 
@@ -78,18 +77,47 @@ def test_without_a_server_one_is_started_for_this_process_and_stopped(tmp_path: 
     assert VARIABLE not in os.environ
 
 
-def test_a_server_started_for_another_process_is_refused_clearly(tmp_path: Path) -> None:
+OWNER = """
+import sys, time
+from pathlib import Path
+from iris_sagemaker.serve.process import start_server
+server = start_server(Path(sys.argv[1]), owned=True)
+print(server.url, flush=True)
+time.sleep(600)
+"""
+
+
+def test_another_processs_server_is_refused_then_dies_with_it(tmp_path: Path) -> None:
+    """A server started for another (live) process is not borrowed: it would stop under us. Once that
+    process is killed (-9), its server stops too, and the next task starts its own."""
+    import signal
+    import subprocess
+    import sys
+
     root = tmp_path / "root"
-    server = start_server(root, {OWNER_ENV: "1"})  # "started for pid 1": it would stop with that process
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(root)], stdout=subprocess.PIPE, text=True
+    )
     try:
+        url = owner.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
         with pytest.raises(connection.LocalServerError) as raised:
             connection.ensure_connection("aws-sagemaker", _settings(root))
         message = str(raised.value)
-        assert f"{server.url} for {root}" in message and "(pid 1)" in message
+        assert f"{url} for {root}" in message and f"(pid {owner.pid})" in message
         assert "iris-sagemaker serve" in message and "endpoint_url" in message  # what to do
         assert VARIABLE not in os.environ
+
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        connection.ensure_connection("aws-sagemaker", _settings(root))  # waits for it to stop, then starts
+        assert _endpoint_url() != url
+        assert connection.running_server(root)["owner_pid"] == os.getpid()
     finally:
-        server.stop()
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        connection.stop_local_servers()
 
 
 def test_without_the_serve_stack_the_error_says_what_to_install(

@@ -76,7 +76,15 @@ def test_the_online_check_fails_below_the_threshold_and_says_the_endpoint_stays(
     labels = lab.get(TEST_LABELS_KEY).decode().split()[1:]
     share_of_class_0 = labels.count("0") / len(labels)  # what an always-0 model scores
     assert f"accuracy {share_of_class_0:.4f} on 45 held-out rows is below 0.9" in message
-    assert "stays deployed" in message and "UpdateEndpoint" in message
+    assert "stays deployed. Roll it back: aws sagemaker delete-endpoint --endpoint-name iris-knn" in message
+    with pytest.raises(tasks.DeployError, match=r"update-endpoint --endpoint-name iris-knn "
+                       r"--endpoint-config-name iris-knn-config-before"):
+        tasks.check_endpoint(_settings(lab), lab.store, WrongRuntime(), "iris-knn", "iris-knn-config-before")
+
+
+def test_without_a_published_test_set_the_check_says_to_run_the_pipeline(lab: Lab) -> None:
+    with pytest.raises(tasks.DeployError, match=r"no published held-out test set.*run the pipeline first"):
+        tasks.check_endpoint(_settings(lab), lab.store, WrongRuntime(), "iris-knn")
 
 
 def test_a_model_that_does_not_exist_names_where_its_name_came_from(lab: Lab) -> None:

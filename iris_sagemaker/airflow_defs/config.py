@@ -45,6 +45,7 @@ DEPLOY_MODEL_TEMPLATE = "{{ ti.xcom_pull(task_ids='find_model')['ModelName'] }}"
 ENDPOINT_CONFIG_TEMPLATE = "{{ iris_endpoint_config_name(run_id) }}"
 ENDPOINT_NAME_TEMPLATE = "{{ iris_settings().endpoint_name }}"
 MACROS_ENDPOINT_CONFIG = "iris_endpoint_config_name"
+PREVIOUS_CONFIG_KEY = "previous_endpoint_config"  # XCom of deploy_endpoint: what served before it
 TRANSFORM_NAME_TEMPLATE = "{{ ti.xcom_pull(task_ids='test_model')['Transform']['TransformJobName'] }}"
 
 # --- settings -------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ Resolved when a task runs (never while a DAG file is parsed), in this order:
    dagster-airflow job get without any setup.
 
 In cases 2 and 3 the connection is defined for this process only (``AIRFLOW_CONN_*`` in its
-environment), so every hook of the process (the operators', the trigger's when ``airflow dags test``
-runs it inline, S3Hook's) sees the same server. A separate triggerer process needs case 1 or 2.
+environment), so every hook of the process (the operators', S3Hook's) sees the same server, and the
+operators wait in the worker rather than defer: a triggerer process would not know the server (and in
+case 3 the server stops with the task's process). Deferring needs case 1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import importlib.util
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,22 +89,52 @@ def running_server(root: Path) -> dict[str, Any] | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_until_free(root: Path, timeout: float = 15.0) -> dict[str, Any] | None:
+    """Wait for a server whose owner has exited to finish stopping; what still holds the root after
+    ``timeout``, or None."""
+    deadline = time.monotonic() + timeout
+    running = running_server(root)
+    while running is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        running = running_server(root)
+    return running
+
+
 def local_server_url(settings: Settings, log: Any = None) -> str:
     """The server for ``settings.local_root``: the running one, else one started for this process."""
     root = settings.local_root.expanduser()
     with _lock:
-        if root in _started:
-            return _started[root].url
+        mine = _started.get(root)
+        if mine is not None and mine.process.poll() is None:
+            return mine.url
         running = running_server(root)
-        if running is not None:
-            owner = running.get("owner_pid")
-            if owner is not None and owner != os.getpid():
+        owner = running.get("owner_pid") if running is not None else None
+        if running is not None and owner is not None and owner != os.getpid():
+            if _alive(owner):
                 raise LocalServerError(
                     f"the iris-sagemaker serve at {running['url']} for {root} was started for another "
                     f"process (pid {owner}) and stops with it. For tasks in several processes at once, "
                     "run one server for them all (iris-sagemaker serve, or make serve), or define the "
                     "Airflow connection aws-sagemaker with its endpoint_url"
                 )
+            running = _wait_until_free(root)  # its owner exited: it is stopping
+            if running is not None:
+                raise LocalServerError(
+                    f"the iris-sagemaker serve (pid {running.get('pid')}) at {running['url']} for {root} "
+                    f"outlived the process it was started for (pid {owner}); stop it (kill "
+                    f"{running.get('pid')}) and run the task again"
+                )
+        if running is not None:
             return str(running["url"])
         if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("moto") is None:
             raise LocalServerError(
@@ -111,9 +143,8 @@ def local_server_url(settings: Settings, log: Any = None) -> str:
                 "IRIS_SAGEMAKER_BACKEND=aws"
             )
         from iris_sagemaker.serve.process import start_server
-        from iris_sagemaker.serve.server import OWNER_ENV
 
-        server = start_server(root, {OWNER_ENV: str(os.getpid())}, die_with_parent=True)
+        server = start_server(root, owned=True)
         _started[root] = server
         atexit.register(server.stop)
         if log is not None:
@@ -134,18 +165,21 @@ def stop_local_servers() -> None:
         _defined_here.clear()
 
 
-def ensure_connection(conn_id: str, settings: Settings, log: Any = None) -> None:
+def ensure_connection(conn_id: str, settings: Settings, log: Any = None) -> bool:
     """Local mode: when Airflow has no connection ``conn_id``, define it for this process as the local
-    server. aws mode: nothing (the connection, else boto3's own chain, as the provider does)."""
+    server, and return True: then only this process knows the server, and a triggerer would not (the
+    operators wait in the worker instead of deferring). aws mode, or a connection Airflow has: nothing,
+    False (the connection, else boto3's own chain, as the provider does)."""
     if not settings.is_local:
-        return
+        return False
     variable = connection_env_var(conn_id)
     ours = variable in _defined_here and os.environ.get(variable) == _defined_here[variable]
     if not ours and is_defined(conn_id):
-        return
+        return False
     # Ours (an earlier task of this process, maybe for another root) or none: (re)resolve for this root.
     url = local_server_url(settings, log)
     value = json.dumps(local_connection(url, settings.region))
     os.environ[variable] = _defined_here[variable] = value
     if log is not None:
         log(f"no Airflow connection {conn_id!r}: using the local server at {url}")
+    return True

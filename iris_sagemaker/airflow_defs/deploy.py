@@ -83,10 +83,14 @@ def _find_model(conn: str) -> Any:
 
 def _check_endpoint(conn: str) -> Any:
     @task(task_id="check_endpoint", multiple_outputs=False)
-    def check_endpoint(endpoint_name: str) -> dict:
+    def check_endpoint(endpoint_name: str, previous_config: str) -> dict:
         """InvokeEndpoint with the held-out test rows; fail below the accuracy threshold."""
         tasks = task_code()
         found = tasks.backends(conn)
-        return tasks.check_endpoint(found.settings, found.store, found.runtime(), endpoint_name)
+        previous = previous_config if previous_config not in ("", "None") else None
+        return tasks.check_endpoint(found.settings, found.store, found.runtime(), endpoint_name, previous)
 
-    return check_endpoint("{{ ti.xcom_pull(task_ids='deploy_endpoint')['Endpoint']['EndpointName'] }}")
+    return check_endpoint(
+        "{{ ti.xcom_pull(task_ids='deploy_endpoint')['Endpoint']['EndpointName'] }}",
+        "{{ ti.xcom_pull(task_ids='deploy_endpoint', key='" + config.PREVIOUS_CONFIG_KEY + "') }}",
+    )

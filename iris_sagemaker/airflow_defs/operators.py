@@ -39,7 +39,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from iris_sagemaker import sagemaker_steps
 from iris_sagemaker.airflow_defs import config, connection
@@ -81,9 +81,21 @@ class _LocalServerMixin:
     log: Any
 
     def _connect(self) -> None:
+        """Before any hook: the connection. When only this process knows the local server (Airflow has
+        no such connection), wait here rather than defer: a triggerer could not reach the server."""
         settings = config.resolve_settings()
-        if self.aws_conn_id:
-            connection.ensure_connection(self.aws_conn_id, settings, self.log.info)
+        conn = self.aws_conn_id
+        if not conn or not connection.ensure_connection(conn, settings, self.log.info):
+            return
+        if getattr(self, "deferrable", False):
+            self.log.info(
+                "waiting in this task instead of deferring: the connection %s is not defined in Airflow, "
+                "so a triggerer would not find the local server (define it to defer)",
+                self.aws_conn_id,
+            )
+            self.deferrable = False
+        if getattr(self, "print_log", False):
+            self.print_log = False  # blocking, the provider tails the log with a 30 s describe cadence
 
 
 class _JobOperatorMixin(_LocalServerMixin):
@@ -146,6 +158,11 @@ class _JobOperatorMixin(_LocalServerMixin):
             name = event.get("job_name") or self.config[self.kind.name_field]
             message = event.get("message") or "no message"
             self._fail_if_ended(name)
+            described = _describe_or_none(getattr(self.hook, self.kind.describe), name)
+            if described is not None and described[self.kind.status_field] == "Completed":
+                # The trigger gave up (or lost the server) but the job finished meanwhile.
+                self.log.info("%s %s is Completed (the trigger said %s)", self.kind.noun, name, message)
+                return self._checked(self.serialize_result(name))
             if event.get("status") in ("failed", "stopped"):
                 raise AirflowFailException(f"{self.kind.noun} {name} ended {event['status']}: {message}")
             raise AirflowException(
@@ -273,8 +290,14 @@ class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
         self._connect()
         name, wanted = self.config["EndpointName"], self.config["EndpointConfigName"]
         existing = _describe_or_none(self.hook.describe_endpoint, name)
-        if existing is None or existing.get("EndpointConfigName") != wanted:
-            return self._checked(_provider_execute(SageMakerEndpointOperator, self, context))
+        # What served before this deployment: the one to roll back to (the online check names it).
+        previous = existing.get("EndpointConfigName") if existing is not None else None
+        ti = context.get("ti") if context else None
+        if previous != wanted and ti is not None:
+            ti.xcom_push(key=config.PREVIOUS_CONFIG_KEY, value=previous)
+        if existing is None or previous != wanted:
+            with self._failing_with_reason(name):
+                return self._checked(_provider_execute(SageMakerEndpointOperator, self, context))
         self.log.info("endpoint %s already uses %s (a retry): waiting for it", name, wanted)
         if existing["EndpointStatus"] in ENDPOINT_SETTLING:
             if self.deferrable:
@@ -291,17 +314,37 @@ class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
                     method_name="execute_complete",
                     timeout=dt.timedelta(seconds=self.max_ingestion_time),
                 )
-            self.hook.get_waiter("endpoint_in_service").wait(
-                EndpointName=name,
-                WaiterConfig={"Delay": self.check_interval, "MaxAttempts": self.max_ingestion_time},
-            )
+            with self._failing_with_reason(name):
+                self.hook.get_waiter("endpoint_in_service").wait(
+                    EndpointName=name,
+                    WaiterConfig={"Delay": self.check_interval, "MaxAttempts": self.max_ingestion_time},
+                )
         return self._checked(self._result(name))
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Whatever the event says, the endpoint itself decides: InService on this config, else the task
+        fails with its status and FailureReason (or, still settling, a retryable error)."""
         self._connect()
+        name = self.config["EndpointName"]
         if event and event.get("status") != "success":
-            raise AirflowFailException(f"endpoint {event.get('job_name')}: {event.get('message') or event}")
-        return self._checked(self._result(self.config["EndpointName"]))
+            result = self._result(name)
+            if result["Endpoint"]["EndpointStatus"] in ENDPOINT_SETTLING:
+                raise AirflowException(
+                    f"waiting for endpoint {name} ended {event.get('status')} ({event.get('message')}); it "
+                    "is still settling: a retry of this task waits for it again"
+                )
+            return self._checked(result)
+        return self._checked(self._result(name))
+
+    @contextlib.contextmanager
+    def _failing_with_reason(self, name: str) -> Iterator[None]:
+        """The provider's blocking wait raises botocore's WaiterError ("terminal failure state") for a
+        Failed endpoint: fail with the endpoint's own status and FailureReason instead."""
+        try:
+            yield
+        except WaiterError:
+            self._checked(self._result(name))
+            raise
 
     def _result(self, name: str) -> dict[str, Any]:
         endpoint = self.hook.describe_endpoint(name)

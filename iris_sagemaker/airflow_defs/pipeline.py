@@ -14,8 +14,8 @@ requests. They, and the two Python tasks, reach SageMaker and S3 through the con
 Deferrable by default (``IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE=false`` blocks in the worker). Settings:
 Airflow Variables ``s3_bucket`` and ``role`` (as in the tutorial), falling back to
 ``IRIS_SAGEMAKER_BUCKET`` / ``IRIS_SAGEMAKER_ROLE_ARN``; read when a task runs, never while the file is
-parsed. ``IRIS_SAGEMAKER_BACKEND`` picks the mode. Parsing imports neither pandas, nor the engine, nor
-the provider's operators.
+parsed. ``IRIS_SAGEMAKER_BACKEND`` picks the mode. Parsing imports the provider's operator module (the
+tasks are its classes) but neither pandas, nor the engine, nor the server.
 """
 
 from __future__ import annotations
@@ -90,7 +90,11 @@ def build_dag(
     tail_log = waiting["deferrable"] or not settings.is_local
     # The provider's trigger gives up after max_attempts polls (default 60: a minute locally, half an hour
     # on AWS); wait as long as the blocking path does, MaxRuntimeInSeconds plus SageMaker's setup time.
-    jobs_waiting = {**waiting, "max_attempts": math.ceil(DEFAULT_TIMEOUT_SECONDS / waiting["check_interval"])}
+    jobs_waiting = {
+        **waiting,
+        "max_attempts": math.ceil(DEFAULT_TIMEOUT_SECONDS / waiting["check_interval"]),
+        "max_ingestion_time": DEFAULT_TIMEOUT_SECONDS,  # the blocking waits' overall timeout
+    }
     with DAG(
         dag_id=DAG_ID,
         description="Iris k-NN on SageMaker (or its embedded twin): prepare, train, create model, "

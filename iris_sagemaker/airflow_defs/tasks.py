@@ -199,12 +199,25 @@ def find_model(settings: Settings, store: ObjectStore, client: Any, model_name: 
 
 
 def check_endpoint(
-    settings: Settings, store: ObjectStore, runtime: Any, endpoint_name: str, log: Log = logger.info
+    settings: Settings,
+    store: ObjectStore,
+    runtime: Any,
+    endpoint_name: str,
+    previous_config: str | None = None,
+    log: Log = logger.info,
 ) -> dict[str, Any]:
-    """Invoke the endpoint with the published held-out test rows; fail below ``ACCURACY_THRESHOLD``."""
+    """Invoke the endpoint with the published held-out test rows; fail below ``ACCURACY_THRESHOLD``,
+    saying how to roll back to ``previous_config`` (what served before this deployment)."""
     bucket = settings.bucket
-    features = pd.read_csv(io.BytesIO(store.get_bytes(bucket, TEST_KEY)), header=None, names=dataset.FEATURES)
-    labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, TEST_LABELS_KEY)))["true_label"]
+    try:
+        test_csv, labels_csv = store.get_bytes(bucket, TEST_KEY), store.get_bytes(bucket, TEST_LABELS_KEY)
+    except ObjectNotFound as err:
+        raise DeployError(
+            f"no published held-out test set to check the endpoint with ({err}): run the pipeline first "
+            "(make airflow-run), so that a run publishes its test split"
+        ) from None
+    features = pd.read_csv(io.BytesIO(test_csv), header=None, names=dataset.FEATURES)
+    labels = pd.read_csv(io.BytesIO(labels_csv))["true_label"]
     online = endpoint_steps.invoke_rows(runtime, endpoint_name, features.to_numpy().tolist())
     table = evaluation.join_predictions(features, labels, online.predicted)
     scores = evaluation.score(table)
@@ -213,10 +226,15 @@ def check_endpoint(
         f"one-row latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms"
     )
     if scores.accuracy < ACCURACY_THRESHOLD:
+        undo = (
+            f"aws sagemaker update-endpoint --endpoint-name {endpoint_name} --endpoint-config-name "
+            f"{previous_config}"
+            if previous_config
+            else f"aws sagemaker delete-endpoint --endpoint-name {endpoint_name}"
+        )
         raise DeployError(
             f"endpoint {endpoint_name}: accuracy {scores.accuracy:.4f} on {len(table)} held-out rows is "
-            f"below {ACCURACY_THRESHOLD}; it stays deployed: roll it back with UpdateEndpoint to the "
-            "previous endpoint config, or delete it"
+            f"below {ACCURACY_THRESHOLD}; it stays deployed. Roll it back: {undo}"
         )
     return {
         "endpoint_name": endpoint_name,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+OWNER_ENV = "IRIS_SAGEMAKER_SERVE_OWNER"  # serve.server reads it (not imported: that pulls in uvicorn)
 _EXPORT = re.compile(r"^export ([A-Z_]+)=(\S+)$")
 _LAST_EXPORT = "SAGEMAKER_USER_CONFIG_OVERRIDE"  # the ready banner's last line
 
@@ -54,29 +55,18 @@ class ServerProcess:
         return self.process.returncode
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the process that started it exits (Linux), so a server
-    started for one process never outlives it, even when that process is killed."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 def start_server(
     root: Path,
     env: Mapping[str, str] | None = None,
     *,
     timeout: float = 60.0,
     port: int = 0,
-    die_with_parent: bool = False,
+    owned: bool = False,
 ) -> ServerProcess:
     """Start a server for ``root`` on a loopback ``port`` (0: a free one); return once it is ready.
 
-    ``die_with_parent``: the server gets SIGTERM when the thread that started it exits (Linux only).
+    ``owned``: the server is this process's own: it stops when this process exits, even when killed
+    (``serve.server.stop_with_owner``), and others do not adopt it (its lock names this process).
     """
     command = [sys.executable, "-m", "iris_sagemaker.cli", "serve", "--port", str(port), "--root", str(root)]
     process = subprocess.Popen(
@@ -84,8 +74,7 @@ def start_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **(env or {})},
-        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+        env={**os.environ, **(env or {}), **({OWNER_ENV: str(os.getpid())} if owned else {})},
     )
     assert process.stdout is not None
     lines: list[str] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import sdk_config
+from .process import OWNER_ENV
 
 LOCK_FILE = "serve.lock"
 
@@ -91,7 +92,6 @@ def root_lock(root: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
-OWNER_ENV = "IRIS_SAGEMAKER_SERVE_OWNER"  # set by a process that starts a server for itself only
 
 
 def announce(handle: IO[str], url: str) -> None:
@@ -115,12 +115,31 @@ def _holder(text: str) -> str:
         return ""
 
 
+def stop_with_owner() -> None:
+    """A server started for one process (``IRIS_SAGEMAKER_SERVE_OWNER``, its parent) gets SIGTERM when
+    that process exits, however it exits (Linux: PR_SET_PDEATHSIG); where that cannot be arranged, or the
+    owner is already gone, it does not start."""
+    owner = os.environ.get(OWNER_ENV, "").strip()
+    if not owner.isdigit():
+        return
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(owner):
+        raise ServeError(f"the process {owner} this server was started for has already exited")
+
+
 def serve(root: Path, host: str, port: int, region: str, access_log: bool = False) -> None:
     """Serve until SIGINT or SIGTERM; raises ServeError when it cannot start."""
     import uvicorn
 
     from .app import ServerApp
 
+    stop_with_owner()
     root = root.expanduser().resolve()
     with root_lock(root) as lock:
         sock = bind(host, port)

@@ -51,15 +51,35 @@ def run_with_server(root: Path, region: str, command: Sequence[str]) -> int:
     if running is not None and running.get("owner_pid") is None:
         url, extra = str(running["url"]), {}
         print(f"iris-sagemaker with-server: using the server already running for {root} at {url}", flush=True)
+    elif running is not None:
+        print(
+            f"iris-sagemaker with-server: {root} is served by a server started for another process (pid "
+            f"{running['owner_pid']}, {running['url']}); wait for it to finish, or run one shared server "
+            "(iris-sagemaker serve) and use that",
+            file=sys.stderr,
+        )
+        return 1
     else:
-        server = start_server(root, {"AWS_REGION": region}, die_with_parent=True)
+        try:
+            server = start_server(root, {"AWS_REGION": region}, owned=True)
+        except RuntimeError as err:
+            print(f"iris-sagemaker with-server: {err}", file=sys.stderr)
+            return 1
         url, extra = server.url, dict(server.exports)
         print(f"iris-sagemaker with-server: serving {root} at {url} for: {' '.join(command)}", flush=True)
     env = {**os.environ, **command_env(url, region, extra)}
     child: subprocess.Popen[bytes] | None = None
-    previous = signal.signal(signal.SIGTERM, lambda *_: _forward(child, signal.SIGTERM))
+    terminated: list[int] = []
+
+    def on_sigterm(*_: object) -> None:
+        terminated.append(signal.SIGTERM)
+        _forward(child, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         child = subprocess.Popen(list(command), env=env)
+        if terminated:  # SIGTERM arrived while it was starting
+            _forward(child, signal.SIGTERM)
         while True:
             try:
                 status = child.wait()
