@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib
 import json
 import time
@@ -501,6 +502,21 @@ def test_a_trigger_that_gives_up_leaves_the_task_retryable_and_the_retry_waits(
     assert kind.names_like(server.sm, name) == [name]
 
 
+@pytest.mark.parametrize("kind_key", list(KINDS))
+def test_a_trigger_that_lost_the_server_after_the_job_completed_succeeds(
+    server: Server, kind_key: str
+) -> None:
+    """An "error" event (the triggerer could not reach the server, say) for a job that is Completed by
+    now: the task looks at the job itself and succeeds, rather than failing a run that trained fine."""
+    kind = KINDS[kind_key]
+    name = server.prepared[f"{kind_key}-completed"]
+    operator = job_operator(kind, config_for(kind, server.settings, name), "deferrable")
+    event = {"status": "error", "job_name": name, "message": "Cannot connect to host 127.0.0.1"}
+    result = operator.execute_complete({}, event)
+    assert result[kind.result_key][kind.status] == "Completed"
+    assert result[kind.result_key][kind.name_field] == name
+
+
 # --- model, endpoint config, endpoint -------------------------------------------------------------
 
 
@@ -602,3 +618,48 @@ def test_the_slow_jobs_are_slow_however_fast_the_machine(server: Server) -> None
     name = create(server.sm, TRAINING, training_config(server.settings, "retries-timing", "slow"))
     assert sm_wait(server.sm, TRAINING, name)[TRAINING.status] == "Completed"
     assert time.monotonic() - started >= 35 * DELAY
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_broken_model_fails_the_deploy_with_its_reason_and_a_failed_update_is_not_success(
+    server: Server, mode: str
+) -> None:
+    """A new endpoint on a broken model ends Failed: the task fails for good with the endpoint's
+    FailureReason (not botocore's bare WaiterError, not a trigger's "failed"). An update to the broken
+    model leaves the old model serving (InService, but on the old config): that is not success either."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    broken_key = "iris/broken/model.tar.gz"
+    s3 = client(server.process, "s3")
+    s3.put_object(Bucket=server.settings.bucket, Key=broken_key, Body=b"not a model")
+    broken_model = f"retries-broken-model-{mode}"
+    server.sm.create_model(
+        **specs.model_request(server.settings, broken_model, f"s3://{server.settings.bucket}/{broken_key}")
+    )
+    good, bad = f"retries-good-{mode}", f"retries-bad-{mode}"
+    server.sm.create_endpoint_config(EndpointConfigName=good, ProductionVariants=variant(BASE_MODEL))
+    server.sm.create_endpoint_config(EndpointConfigName=bad, ProductionVariants=variant(broken_model))
+    options = {"wait_for_completion": True, "deferrable": mode == "deferrable", "check_interval": 1}
+
+    def deploy(endpoint: str, config_name: str) -> Any:
+        request = specs.endpoint_request(endpoint, config_name)
+        return _operator(operators.IrisEndpointOperator, "deploy_endpoint", request, **options)
+
+    fresh, updated = f"retries-broken-new-{mode}", f"retries-broken-update-{mode}"
+    try:
+        _, err = run_catching(deploy(fresh, bad))
+        assert isinstance(err, AirflowFailException), repr(err)
+        assert f"endpoint {fresh} is Failed on endpoint config {bad}" in str(err)
+        assert "not a readable model.tar.gz" in str(err)
+
+        run(deploy(updated, good))
+        _, err = run_catching(deploy(updated, bad))
+        assert isinstance(err, AirflowFailException), repr(err)
+        wanted = f"endpoint {updated} is InService on endpoint config {good}, not InService on {bad}"
+        assert wanted in str(err)
+        still = server.sm.describe_endpoint(EndpointName=updated)
+        assert still["EndpointConfigName"] == good  # the old model still serves
+    finally:
+        for name in (fresh, updated):
+            with contextlib.suppress(Exception):
+                server.sm.delete_endpoint(EndpointName=name)
