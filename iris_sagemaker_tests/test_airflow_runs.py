@@ -92,6 +92,7 @@ def test_local_mode_runs_offline_and_leaves_the_dagster_objects(airflow_home: Pa
     output = _dags_test(airflow_home)
     assert "no Airflow connection 'aws-sagemaker': using the local server" in output
     assert "waiting in this task instead of deferring" in output  # no triggerer could find that server
+    assert "job Completed" in output  # the training job's CloudWatch log, printed once it ended
     root = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"])
     _no_server_left(root)
     _check_local_objects(root)

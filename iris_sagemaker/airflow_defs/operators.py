@@ -85,17 +85,20 @@ class _LocalServerMixin:
         no such connection), wait here rather than defer: a triggerer could not reach the server."""
         settings = config.resolve_settings()
         conn = self.aws_conn_id
-        if not conn or not connection.ensure_connection(conn, settings, self.log.info):
-            return
-        if getattr(self, "deferrable", False):
+        if conn and connection.ensure_connection(conn, settings, self.log.info) and getattr(
+            self, "deferrable", False
+        ):
             self.log.info(
                 "waiting in this task instead of deferring: the connection %s is not defined in Airflow, "
                 "so a triggerer would not find the local server (define it to defer)",
                 self.aws_conn_id,
             )
             self.deferrable = False
-        if getattr(self, "print_log", False):
-            self.print_log = False  # blocking, the provider tails the log with a 30 s describe cadence
+        if settings.is_local and getattr(self, "print_log", False) and not getattr(self, "deferrable", True):
+            # Blocking, the provider tails the log re-describing the job at most every 30 s: 30 s more
+            # for a job of a second. The log is printed once the job ended instead (IrisTrainingOperator).
+            self.print_log = False
+            self.log_when_done = True
 
 
 class _JobOperatorMixin(_LocalServerMixin):
@@ -224,9 +227,24 @@ class IrisTrainingOperator(_JobOperatorMixin, SageMakerTrainingOperator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(check_if_job_exists=False, **kwargs)  # existing jobs are handled in execute
+        self.log_when_done = False
 
     execute = _JobOperatorMixin.execute
     execute_complete = _JobOperatorMixin.execute_complete
+
+    def _checked(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The job's CloudWatch log, once, when it was not tailed while waiting (its last lines say why
+        a job failed), then the Completed check."""
+        if self.log_when_done:
+            self.log_when_done = False
+            name = result[self.result_key][self.kind.name_field]
+            try:
+                self.hook.check_training_status_with_log(
+                    name, self.hook.non_terminal_states, self.hook.failed_states, False, 0
+                )
+            except (AirflowException, ClientError) as err:  # the log is a courtesy: never the verdict
+                self.log.warning("could not print the log of training job %s: %s", name, err)
+        return super()._checked(result)
 
 
 class IrisTransformOperator(_JobOperatorMixin, SageMakerTransformOperator):

@@ -85,9 +85,6 @@ def build_dag(
     shared = operator_settings(backend, deferrable, aws_conn_id)
     settings, common, waiting = shared["settings"], shared["common"], shared["waiting"]
     configs = config.operator_configs(settings)
-    # Blocking in local mode: the provider re-describes a job at most every 30 s while it tails its log,
-    # so the log is printed once the job ended instead (the jobs take about a second).
-    tail_log = waiting["deferrable"] or not settings.is_local
     # The provider's trigger gives up after max_attempts polls (default 60: a minute locally, half an hour
     # on AWS); wait as long as the blocking path does, MaxRuntimeInSeconds plus SageMaker's setup time.
     jobs_waiting = {
@@ -109,7 +106,7 @@ def build_dag(
     ) as dag:
         prep = _data_prep(common["aws_conn_id"])
         train = IrisTrainingOperator(
-            task_id="train_model", config=configs["training"], print_log=tail_log, **jobs_waiting, **common
+            task_id="train_model", config=configs["training"], print_log=True, **jobs_waiting, **common
         )
         model = IrisModelOperator(task_id="create_model", config=configs["model"], **common)
         transform = IrisTransformOperator(
