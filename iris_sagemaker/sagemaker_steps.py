@@ -231,6 +231,19 @@ def run_transform_job(
     return run_job(client, TRANSFORM_JOB, request, waiting, log, on_poll)
 
 
+def check_same_artifact(existing: dict[str, Any], request: dict[str, Any]) -> None:
+    """A model found under the requested name must serve the requested artifact (a retry); one serving
+    another artifact raises SageMakerJobError naming both."""
+    name = request["ModelName"]
+    wanted = request["PrimaryContainer"]["ModelDataUrl"]
+    found = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
+    if found != wanted:
+        raise SageMakerJobError(
+            f"model {name} already exists but serves {found}, not {wanted}; delete it "
+            "(aws sagemaker delete-model) or start a new run"
+        )
+
+
 def ensure_model(client: Any, request: dict[str, Any], log: Log = print) -> dict[str, Any]:
     """Create the model, or reuse an existing one of the same name built from the same artifact."""
     name = request["ModelName"]
@@ -241,13 +254,7 @@ def ensure_model(client: Any, request: dict[str, Any], log: Log = print) -> dict
         message = str(err.response.get("Error", {}).get("Message", ""))
         if _error_code(err) != "ResourceInUse" and "already existing model" not in message:
             raise
-        existing = client.describe_model(ModelName=name)
-        wanted = request["PrimaryContainer"]["ModelDataUrl"]
-        found = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
-        if found != wanted:
-            raise SageMakerJobError(
-                f"model {name} already exists but serves {found}, not {wanted}; delete it or use another run"
-            ) from err
+        check_same_artifact(client.describe_model(ModelName=name), request)
         log(f"model {name} already exists with the same artifact: using it")
     return client.describe_model(ModelName=name)
 

@@ -33,7 +33,8 @@ def airflow_major() -> int:
     return int(airflow.__version__.split(".")[0])
 
 
-def dagbag() -> Any:
+def dagbag(folder: Path = DAGS_FOLDER) -> Any:
+    """A DagBag of ``folder`` (default: the project's DAG folder), without Airflow's examples."""
     try:
         from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.1
     except ImportError:
@@ -41,8 +42,20 @@ def dagbag() -> Any:
     import inspect
 
     if "include_examples" in inspect.signature(DagBag).parameters:  # Airflow 2 (3.x reads the config)
-        return DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
-    return DagBag(dag_folder=str(DAGS_FOLDER))
+        return DagBag(dag_folder=str(folder), include_examples=False)
+    return DagBag(dag_folder=str(folder))
+
+
+def chain(dag: Any) -> list[str]:
+    """Task ids in dependency order; every task has exactly one upstream (a straight line)."""
+    roots = [t for t in dag.tasks if not t.upstream_task_ids]
+    assert len(roots) == 1
+    order, task = [roots[0].task_id], roots[0]
+    while task.downstream_task_ids:
+        assert len(task.downstream_task_ids) == 1
+        task = dag.get_task(next(iter(task.downstream_task_ids)))
+        order.append(task.task_id)
+    return order
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:

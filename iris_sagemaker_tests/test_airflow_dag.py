@@ -18,6 +18,7 @@ from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settin
 from iris_sagemaker_tests.airflow_support import (
     DAGS_FOLDER,
     airflow_env,
+    chain,
     dagbag,
     rendered_requests,
     require_airflow,
@@ -34,27 +35,15 @@ ROLE = "arn:aws:iam::123456789012:role/iris-airflow-test"
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
-def _chain(dag) -> list[str]:
-    """Task ids in dependency order; every task has exactly one upstream (a straight line)."""
-    roots = [t for t in dag.tasks if not t.upstream_task_ids]
-    assert len(roots) == 1
-    order, task = [roots[0].task_id], roots[0]
-    while task.downstream_task_ids:
-        assert len(task.downstream_task_ids) == 1
-        task = dag.get_task(next(iter(task.downstream_task_ids)))
-        order.append(task.task_id)
-    return order
-
-
 @pytest.mark.parametrize("backend", ["local", "aws"])
 def test_dagbag_imports_the_dag_without_errors(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", backend)  # aws needs no bucket/role at parse time
     bag = dagbag()
     assert bag.import_errors == {}
     dag = bag.dags[DAG_ID]
-    assert _chain(dag) == list(TASK_IDS)
-    assert _chain(dag)[:4] == ["data_prep", "train_model", "create_model", "test_model"]
-    assert _chain(bag.dags[deploy.DAG_ID]) == list(deploy.TASK_IDS)
+    assert chain(dag) == list(TASK_IDS)
+    assert chain(dag)[:4] == ["data_prep", "train_model", "create_model", "test_model"]
+    assert chain(bag.dags[deploy.DAG_ID]) == list(deploy.TASK_IDS)
     assert type(bag.dags[deploy.DAG_ID].timetable).__name__ == "NullTimetable"  # no schedule
 
 

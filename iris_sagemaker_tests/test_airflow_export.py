@@ -39,6 +39,8 @@ from iris_sagemaker_tests.airflow_support import (
     FakeTaskInstance,
     airflow_env,
     aws_connection,
+    chain,
+    dagbag,
     require_airflow,
     run_airflow,
 )
@@ -126,13 +128,7 @@ def test_the_bodies_are_literals_of_the_builders_bodies() -> None:
     """No names, calls or f-strings in the request bodies: dict literals a reader can check."""
     tree = ast.parse(export.render_dag_file())
     bodies = export.request_bodies(export.export_settings())
-    values = {
-        target.id: node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
+    values = export.assignments(tree)
     for kind, name in export.CONFIG_NAMES.items():
         assert ast.literal_eval(values[name]) == bodies[kind]
     training = bodies["training"]
@@ -206,30 +202,6 @@ def _umask() -> int:
 # --- the file on this Airflow line -----------------------------------------------------------------
 
 
-def _dagbag(folder: Path) -> Any:
-    require_airflow()
-    try:
-        from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.1
-    except ImportError:
-        from airflow.models.dagbag import DagBag
-    import inspect
-
-    if "include_examples" in inspect.signature(DagBag).parameters:  # Airflow 2 (3.x reads the config)
-        return DagBag(dag_folder=str(folder), include_examples=False)
-    return DagBag(dag_folder=str(folder))
-
-
-def _chain(dag: Any) -> list[str]:
-    roots = [t for t in dag.tasks if not t.upstream_task_ids]
-    assert len(roots) == 1
-    order, task = [roots[0].task_id], roots[0]
-    while task.downstream_task_ids:
-        assert len(task.downstream_task_ids) == 1
-        task = dag.get_task(next(iter(task.downstream_task_ids)))
-        order.append(task.task_id)
-    return order
-
-
 @pytest.fixture(scope="module")
 def exported_dag(exported_file: Path) -> Any:
     from iris_sagemaker.airflow_defs import config
@@ -237,7 +209,8 @@ def exported_dag(exported_file: Path) -> Any:
     with pytest.MonkeyPatch.context() as patch:  # module scope: before conftest's per-test environment
         for knob in (config.CHECK_INTERVAL_ENV, config.DEFERRABLE_ENV):
             patch.delenv(knob, raising=False)
-        bag = _dagbag(exported_file.parent)
+        require_airflow()
+        bag = dagbag(exported_file.parent)
     assert bag.import_errors == {}
     assert list(bag.dags) == ["sagemaker_pipeline"]
     return bag.dags["sagemaker_pipeline"]
@@ -250,7 +223,7 @@ def test_the_file_parses_on_this_airflow_line_with_the_providers_own_operators(e
         SageMakerTransformOperator,
     )
 
-    assert _chain(exported_dag) == TASK_IDS
+    assert chain(exported_dag) == TASK_IDS
     train, model, transform = (exported_dag.get_task(t) for t in TASK_IDS[1:4])
     assert type(train) is SageMakerTrainingOperator
     assert type(model) is SageMakerModelOperator

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from iris_sagemaker.settings import Settings
 
 LOCAL_CREDENTIALS = "local"  # the server accepts any credentials; these are placeholders, not secrets
@@ -89,16 +91,6 @@ def running_server(root: Path) -> dict[str, Any] | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_until_free(root: Path, timeout: float = 15.0) -> dict[str, Any] | None:
     """Wait for a server whose owner has exited to finish stopping; what still holds the root after
     ``timeout``, or None."""
@@ -120,7 +112,7 @@ def local_server_url(settings: Settings, log: Any = None) -> str:
         running = running_server(root)
         owner = running.get("owner_pid") if running is not None else None
         if running is not None and owner is not None and owner != os.getpid():
-            if _alive(owner):
+            if psutil.pid_exists(owner):
                 raise LocalServerError(
                     f"the iris-sagemaker serve at {running['url']} for {root} was started for another "
                     f"process (pid {owner}) and stops with it. For tasks in several processes at once, "

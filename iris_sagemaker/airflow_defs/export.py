@@ -282,6 +282,17 @@ def render_dag_file(settings: Settings | None = None) -> str:
     return text
 
 
+def assignments(tree: ast.Module) -> dict[str, ast.expr]:
+    """The module-level ``NAME = value`` statements of a parsed file."""
+    return {
+        target.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
 def _check(text: str, bodies: dict[str, dict[str, Any]]) -> None:
     """The file compiles, its lines fit, and its literals are the builders' bodies."""
     tree = ast.parse(text)
@@ -289,13 +300,7 @@ def _check(text: str, bodies: dict[str, dict[str, Any]]) -> None:
     long = [n for n, line in enumerate(text.splitlines(), 1) if len(line) > LINE_LIMIT]
     if long:
         raise AssertionError(f"exported DAG lines {long} are longer than {LINE_LIMIT} characters")
-    found = {
-        target.id: node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
+    found = assignments(tree)
     for kind, name in CONFIG_NAMES.items():
         if ast.literal_eval(found[name]) != bodies[kind]:
             raise AssertionError(f"the exported {name} is not the {kind} builder's body")

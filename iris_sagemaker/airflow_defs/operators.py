@@ -269,13 +269,11 @@ class IrisModelOperator(_LocalServerMixin, SageMakerModelOperator):
         existing = _describe_or_none(self.hook.describe_model, name)
         if existing is None:
             return _provider_execute(SageMakerModelOperator, self, context)
+        try:
+            sagemaker_steps.check_same_artifact(existing, self.config)
+        except SageMakerJobError as err:
+            raise _fail(err) from None
         wanted = self.config["PrimaryContainer"]["ModelDataUrl"]
-        found = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
-        if found != wanted:
-            raise AirflowFailException(
-                f"model {name} already exists but serves {found}, not {wanted}; delete it "
-                "(aws sagemaker delete-model) or start a new run"
-            )
         self.log.info("model %s already exists with artifact %s (a retry): reusing it", name, wanted)
         return {"Model": serialize(existing)}  # what the provider's execute returns
 

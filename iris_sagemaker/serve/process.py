@@ -28,16 +28,10 @@ class ServerProcess:
     output: list[str] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)
 
-    def client_env(self) -> dict[str, str]:
+    def client_env(self, region: str = "us-east-2") -> dict[str, str]:
         """Environment variables that point boto3 (and the SageMaker Python SDK) at this server, with
         throwaway credentials."""
-        return {
-            **self.exports,
-            "AWS_ENDPOINT_URL": self.url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-2",
-        }
+        return client_env(self.url, region, self.exports)
 
     def text(self) -> str:
         return "\n".join(self.output)
@@ -53,6 +47,18 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(10)
         return self.process.returncode
+
+
+def client_env(url: str, region: str, exports: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment pointing boto3 (and the SageMaker SDK, through ``exports``) at the server ``url``,
+    with throwaway credentials (pure)."""
+    return {
+        **(exports or {}),
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": region,
+    }
 
 
 def start_server(

@@ -17,31 +17,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from iris_sagemaker.airflow_defs.config import DEFAULT_CONN_ID, conn_id
+from iris_sagemaker.airflow_defs.config import conn_id
 from iris_sagemaker.airflow_defs.connection import (
     connection_env_var,
     local_connection,
     running_server,
 )
+from iris_sagemaker.serve.process import client_env, start_server
 
 
 def command_env(url: str, region: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """What the command is given to find the server (pure)."""
-    airflow_conn = conn_id() or DEFAULT_CONN_ID
+    """What the command is given to find the server (pure): boto3's variables, and the Airflow
+    connection."""
     return {
-        **(extra or {}),
-        "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": region,
-        connection_env_var(airflow_conn): json.dumps(local_connection(url, region)),
+        **client_env(url, region, extra),
+        connection_env_var(conn_id()): json.dumps(local_connection(url, region)),
     }
 
 
 def run_with_server(root: Path, region: str, command: Sequence[str]) -> int:
     """Run ``command`` with a server for ``root``; returns its exit status (128+N when killed by N)."""
-    from iris_sagemaker.serve.process import start_server
-
     if not command:
         print("iris-sagemaker with-server: no command given (with-server -- COMMAND ...)", file=sys.stderr)
         return 2
