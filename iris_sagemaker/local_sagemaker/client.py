@@ -47,6 +47,7 @@ from .errors import (
 from .images import is_knn_image, unsupported_image_message
 from .jobs import JobRunner, JobType
 from .logs import log_path, read_lines
+from .probes import empty_answer, probe_named
 from .records import (
     ENDPOINT_CONFIGS,
     ENDPOINTS,
@@ -58,6 +59,7 @@ from .records import (
     now,
     to_json_time,
 )
+from .tags import TagStore, merged, page, without
 from .training import model_artifact_uri, run_training
 from .transform import DEFAULT_MAX_PAYLOAD_MB, run_transform
 from .validation import operation_model, validate_request
@@ -140,6 +142,7 @@ class LocalSageMakerClient:
         self._runner = JobRunner(self._records)
         self.served = ServedModels(self.store)
         self._deployer = EndpointDeployer(self._records, self.served)
+        self._tags = TagStore(self._records, region, ACCOUNT_ID)
 
     def __repr__(self) -> str:
         return f"LocalSageMakerClient(root={str(self.root)!r}, region={self.region!r})"
@@ -577,6 +580,39 @@ class LocalSageMakerClient:
 
     def _endpoint_not_found(self, name: str, op: str) -> Exception:
         return validation_error(f'Could not find endpoint "{self._arn("endpoint", name)}".', op)
+
+    # ---- tags ---------------------------------------------------------------------------------------
+
+    @_api
+    def add_tags(self, *, ResourceArn: str, Tags: list[dict[str, str]]) -> dict[str, Any]:
+        op = "AddTags"
+        validate_request(op, {"ResourceArn": ResourceArn, "Tags": Tags})
+        self._tags.change(ResourceArn, op, lambda current: merged(current, Tags, op))
+        return api_response({"Tags": copy.deepcopy(Tags)})
+
+    @_api
+    def list_tags(self, **request: Any) -> dict[str, Any]:
+        op = "ListTags"
+        validate_request(op, request)
+        tags = self._tags.read(request["ResourceArn"], op)
+        return api_response(page(tags, request.get("NextToken"), request.get("MaxResults"), op))
+
+    @_api
+    def delete_tags(self, *, ResourceArn: str, TagKeys: list[str]) -> dict[str, Any]:
+        op = "DeleteTags"
+        validate_request(op, {"ResourceArn": ResourceArn, "TagKeys": TagKeys})
+        self._tags.change(ResourceArn, op, lambda current: without(current, TagKeys))
+        return api_response({})
+
+    # ---- what clients probe -------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Callable[..., dict[str, Any]]:
+        """``list_*`` of resource kinds the engine never creates (``list_monitoring_schedules``, ...):
+        an empty list, as :mod:`.probes` says."""
+        operation = probe_named(name)
+        if operation is not None:
+            return lambda **request: api_response(empty_answer(operation, request))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ---- progress logs (not a SageMaker API: the embedded engine's CloudWatch) -----------------
 

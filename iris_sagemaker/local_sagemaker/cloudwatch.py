@@ -142,28 +142,15 @@ class LocalLogsClient:
             path = self._endpoint_log(endpoint)
             if path is None:
                 return []
-            stream = Stream(_endpoint_stream(self._records, endpoint), path, _first_event_ms(path))
+            stream = endpoint_stream(self._records, endpoint, path)
             return [stream] if stream.name.startswith(prefix) else []
         folder = JOB_GROUPS[group]
         if "/" in prefix:  # "<job>/...": one job's streams, without listing the others
             names = [prefix.split("/", 1)[0]]
         else:
             names = [path.stem for path in sorted((self._records.base / "logs" / folder).glob("*.log"))]
-        streams = []
-        for name in names:
-            try:
-                path = log_path(self._records, folder, name)
-            except ValueError:
-                continue
-            if not path.is_file():
-                continue
-            record = self._records.read(folder, name)
-            job = record["name"] if record else name
-            created = _record_ms(record) if record else _first_event_ms(path)
-            stream = Stream(f"{job}/algo-1-{created // 1000}", path, created)
-            if stream.name.startswith(prefix):
-                streams.append(stream)
-        return streams
+        streams = [job_stream(self._records, folder, name) for name in names]
+        return [stream for stream in streams if stream is not None and stream.name.startswith(prefix)]
 
     def _summary(self, group: str, stream: Stream) -> dict[str, Any]:
         events = _all_events(stream.path)
@@ -182,12 +169,50 @@ class LocalLogsClient:
         return summary
 
 
-def _endpoint_stream(records: RecordStore, endpoint: str) -> str:
-    record = records.read(ENDPOINTS, endpoint)
+def engine_streams(records: RecordStore) -> list[tuple[str, Stream]]:
+    """Every log the engine keeps under ``ROOT/sagemaker/logs``, as (log group, stream): what a CloudWatch
+    Logs service over these files serves (the HTTP server binds moto's Logs to exactly this list)."""
+    found: list[tuple[str, Stream]] = []
+    for group, folder in JOB_GROUPS.items():
+        for path in sorted((records.base / "logs" / folder).glob("*.log")):
+            stream = job_stream(records, folder, path.stem)
+            if stream is not None:
+                found.append((group, stream))
+    for path in sorted((records.base / "logs" / ENDPOINTS).glob("*.log")):
+        record = _read_record(records, ENDPOINTS, path.stem)
+        endpoint = record["name"] if record else path.stem
+        found.append((LOG_GROUP_PREFIX + endpoint, endpoint_stream(records, endpoint, path)))
+    return found
+
+
+def job_stream(records: RecordStore, folder: str, name: str) -> Stream | None:
+    """The stream of job ``name``'s log, ``<job>/algo-1-<epoch seconds of its creation>``, or None."""
+    try:
+        path = log_path(records, folder, name)
+    except ValueError:
+        return None
+    if not path.is_file():
+        return None
+    record = _read_record(records, folder, name)
+    job = record["name"] if record else name
+    created = _record_ms(record) if record else _first_event_ms(path)
+    return Stream(f"{job}/algo-1-{created // 1000}", path, created)
+
+
+def endpoint_stream(records: RecordStore, endpoint: str, path: Path) -> Stream:
+    """The stream of an endpoint's log, ``<variant>/i-<17 hex digits>``, as SageMaker names it."""
+    record = _read_record(records, ENDPOINTS, endpoint)
     variants = (record or {}).get("state", {}).get("ProductionVariants") or [{}]
     variant = variants[0].get("VariantName", "AllTraffic")
     instance = hashlib.sha256(endpoint.lower().encode("utf-8")).hexdigest()[:17]
-    return f"{variant}/i-{instance}"
+    return Stream(f"{variant}/i-{instance}", path, _first_event_ms(path))
+
+
+def _read_record(records: RecordStore, folder: str, name: str) -> dict[str, Any] | None:
+    try:
+        return records.read(folder, name)
+    except ValueError:
+        return None
 
 
 def _all_events(path: Path) -> list[LogEvent]:

@@ -50,6 +50,9 @@ OPERATIONS = (
     "UpdateEndpoint",
     "DeleteEndpoint",
     "ListEndpoints",
+    "AddTags",
+    "ListTags",
+    "DeleteTags",
 )
 _FORMAT = 1
 _log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ methods that in-process callers use, so both behave alike by construction.
 request                                served by
 =====================================  ==========================================================
 ``X-Amz-Target: SageMaker.<Op>``       :class:`LocalSageMakerClient` (JSON 1.1)
-``X-Amz-Target: Logs_20140328.<Op>``   :class:`LocalLogsClient` (JSON 1.1)
 ``POST /endpoints/<name>/invocations`` :class:`LocalSageMakerRuntimeClient` (rest-JSON), when signed
                                        for ``sagemaker`` (or unsigned)
-anything else (S3, STS, IAM, ...)      moto's server, in this process, its S3 bound to the folder
+anything else (S3, Logs, IAM, STS, ...) moto's server, in this process (:mod:`.moto_services`): its S3
+                                       bound to the bucket folder, its Logs to the engine's log files
 =====================================  ==========================================================
 """
 
@@ -35,24 +35,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from iris_sagemaker.local_sagemaker import cloudwatch, runtime, validation
+from iris_sagemaker.local_sagemaker import probes, runtime, validation
 from iris_sagemaker.local_sagemaker.client import ACCOUNT_ID, LocalSageMakerClient
-from iris_sagemaker.local_sagemaker.cloudwatch import LocalLogsClient
 from iris_sagemaker.local_sagemaker.jobs import shut_down_workers
 from iris_sagemaker.local_sagemaker.runtime import LocalSageMakerRuntimeClient
 from iris_sagemaker.local_sagemaker.service_model import OPERATIONS
-from iris_sagemaker.storage import LocalObjectStore
 
 from . import wire
-from .local_bucket import LocalBucketS3
+from .moto_services import moto_app
 
 MAX_API_BODY_BYTES = 8 * 1024 * 1024  # SageMaker and Logs requests are small JSON documents
 MAX_S3_BODY_BYTES = 5 * 1024**3  # S3's own limit for one PUT (larger objects go multipart)
 SHUTDOWN_WAIT_S = 10.0
 _RUNTIME_PATH = re.compile(r"^/endpoints/(?P<EndpointName>[^/]+)/invocations$")
-_LOG_OPERATIONS = ("DescribeLogStreams", "GetLogEvents")
 _log = logging.getLogger("iris_sagemaker.serve")
 
 
@@ -64,6 +61,7 @@ class JsonService:
     client: Any
     operations: tuple[str, ...]
     model_of: Callable[[str], OperationModel]
+    probed: Callable[[str], bool] = lambda operation: False  # more operations it answers (empty lists)
 
 
 class ServerApp:
@@ -76,12 +74,11 @@ class ServerApp:
         self.sagemaker = LocalSageMakerClient(root, region=region)
         self.runtime = LocalSageMakerRuntimeClient(sagemaker=self.sagemaker)
         self.services = {
-            "SageMaker": JsonService("sagemaker", self.sagemaker, OPERATIONS, validation.operation_model),
-            "Logs_20140328": JsonService(
-                "logs", LocalLogsClient(root, region=region), _LOG_OPERATIONS, cloudwatch.operation_model
+            "SageMaker": JsonService(
+                "sagemaker", self.sagemaker, OPERATIONS, _sagemaker_operation_model, probes.is_probe
             ),
         }
-        self.moto = RequestBodyLimitMiddleware(_moto_app(root, region), MAX_S3_BODY_BYTES)
+        self.moto = RequestBodyLimitMiddleware(moto_app(root, region, ACCOUNT_ID), MAX_S3_BODY_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -109,13 +106,14 @@ class ServerApp:
         await response(scope, receive, send)
 
     async def _json_api(self, service: JsonService, operation: str, request: Request) -> Response:
-        if operation not in service.operations:
+        if operation not in service.operations and not service.probed(operation):
             served = ", ".join(service.operations)
             return _error(
                 *wire.wire_error(
                     "UnknownOperationException",
                     f"The embedded SageMaker engine does not implement {service.name} operation "
-                    f"{operation or '(none)'}; it serves {served}.",
+                    f"{operation or '(none)'}; it serves {served}, and answers the List* operations of "
+                    "the resource kinds it never creates with an empty list.",
                 )
             )
         body = await _read_body(request, MAX_API_BODY_BYTES)
@@ -174,7 +172,6 @@ class ServerApp:
         """Load the service models before the first request, so that it is not slow."""
         validation.service_model()
         runtime.operation_model()
-        cloudwatch.operation_model("GetLogEvents")
 
     def shut_down(self) -> None:
         left = shut_down_workers(
@@ -186,14 +183,10 @@ class ServerApp:
             _log.warning("%d job(s) did not stop in %.0f s; they will read Failed", left, SHUTDOWN_WAIT_S)
 
 
-def _moto_app(root: Path, region: str) -> ASGIApp:
-    """moto's server (every service it has) as an ASGI app, its S3 bound to the local bucket folder."""
-    from a2wsgi import WSGIMiddleware
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from moto.s3.models import s3_backends
-
-    LocalBucketS3(s3_backends[ACCOUNT_ID]["aws"], LocalObjectStore(root), region).install()
-    return WSGIMiddleware(DomainDispatcherApplication(create_backend_app))  # type: ignore[arg-type]
+def _sagemaker_operation_model(operation: str) -> OperationModel:
+    if operation in OPERATIONS:
+        return validation.operation_model(operation)
+    return probes.operation_model(operation)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
