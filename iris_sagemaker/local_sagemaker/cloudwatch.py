@@ -169,20 +169,25 @@ class LocalLogsClient:
         return summary
 
 
-def engine_streams(records: RecordStore) -> list[tuple[str, Stream]]:
-    """Every log the engine keeps under ``ROOT/sagemaker/logs``, as (log group, stream): what a CloudWatch
-    Logs service over these files serves (the HTTP server binds moto's Logs to exactly this list)."""
-    found: list[tuple[str, Stream]] = []
-    for group, folder in JOB_GROUPS.items():
-        for path in sorted((records.base / "logs" / folder).glob("*.log")):
-            stream = job_stream(records, folder, path.stem)
-            if stream is not None:
-                found.append((group, stream))
-    for path in sorted((records.base / "logs" / ENDPOINTS).glob("*.log")):
+def engine_log_files(records: RecordStore) -> list[tuple[str, Path]]:
+    """Every log file the engine keeps under ``ROOT/sagemaker/logs``, as (record kind, path): what a
+    CloudWatch Logs service over these files serves (the HTTP server binds moto's Logs to them)."""
+    return [
+        (folder, path)
+        for folder in (TRAINING_JOBS, TRANSFORM_JOBS, ENDPOINTS)
+        for path in sorted((records.base / "logs" / folder).glob("*.log"))
+    ]
+
+
+def engine_stream(records: RecordStore, folder: str, path: Path) -> tuple[str, Stream] | None:
+    """The log group and stream of one of :func:`engine_log_files`, or None once it is gone."""
+    if folder == ENDPOINTS:
         record = _read_record(records, ENDPOINTS, path.stem)
         endpoint = record["name"] if record else path.stem
-        found.append((LOG_GROUP_PREFIX + endpoint, endpoint_stream(records, endpoint, path)))
-    return found
+        return LOG_GROUP_PREFIX + endpoint, endpoint_stream(records, endpoint, path)
+    group = next(name for name, kind in JOB_GROUPS.items() if kind == folder)
+    stream = job_stream(records, folder, path.stem)
+    return None if stream is None else (group, stream)
 
 
 def job_stream(records: RecordStore, folder: str, name: str) -> Stream | None:

@@ -8,7 +8,7 @@ stay the one source of truth for them, as the bucket folder is for S3 (:mod:`.lo
 * **before every call** the files are compared with what moto holds (one ``stat`` each): a new file
   becomes its group (``/aws/sagemaker/TrainingJobs``, ``/aws/sagemaker/TransformJobs``,
   ``/aws/sagemaker/Endpoints/<name>``) and stream (named by
-  :func:`~iris_sagemaker.local_sagemaker.cloudwatch.engine_streams`); lines appended since are appended
+  :func:`~iris_sagemaker.local_sagemaker.cloudwatch.engine_stream`); lines appended since are appended
   as events, with the time each line was written; a file that shrank or was replaced is read again, and a
   file that is gone takes its stream with it. So a job's log is readable while the job runs and after a
   restart, with no copy kept anywhere else.
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iris_sagemaker.local_sagemaker.cloudwatch import engine_streams
+from iris_sagemaker.local_sagemaker.cloudwatch import engine_log_files, engine_stream
 from iris_sagemaker.local_sagemaker.logs import read_events
 from iris_sagemaker.local_sagemaker.records import RecordStore
 
@@ -140,23 +140,28 @@ class LocalLogsBinding:
     # ---- reads: the files first -----------------------------------------------------------------
 
     def sync(self) -> None:
-        """Bring moto's groups and streams in line with the engine's log files."""
+        """Bring moto's groups and streams in line with the engine's log files (a file seen before costs
+        one ``stat``; only a new one has its record read, for its stream's name)."""
         seen: set[Path] = set()
-        for group, stream in engine_streams(self.records):
-            seen.add(stream.path)
+        for folder, path in engine_log_files(self.records):
+            seen.add(path)
             try:
-                status = stream.path.stat()
+                status = path.stat()
             except FileNotFoundError:
                 continue
-            bound = self._bound.get(stream.path)
+            bound = self._bound.get(path)
             if bound is not None and (bound.inode != status.st_ino or status.st_size < bound.offset):
-                self._drop(stream.path)  # replaced or cut: read it again from the start
+                self._drop(path)  # replaced or cut: read it again from the start
                 bound = None
             if bound is None:
+                found = engine_stream(self.records, folder, path)
+                if found is None:
+                    continue
+                group, stream = found
                 bound = self._bind(group, stream.name, stream.created_ms, status.st_ino)
-                self._bound[stream.path] = bound
+                self._bound[path] = bound
             if status.st_size > bound.offset:
-                self._append(stream.path, bound)
+                self._append(path, bound)
         for path in [path for path in self._bound if path not in seen]:
             self._drop(path)
 
