@@ -173,6 +173,15 @@ def test_filter_log_events_across_streams(server: ServerProcess, jobs) -> None:
     assert _code(err) == "InvalidParameterException"
 
 
+def test_filter_by_prefix_sees_a_log_written_since_the_last_call(server: ServerProcess) -> None:
+    """The first Logs call after a job ran may be a prefixed filter (the aws CLI's, the SDK's endpoint
+    log): it reads the files as every other call does."""
+    sm, s3, logs = client(server, "sagemaker"), client(server, "s3"), client(server, "logs")
+    _train(sm, s3, "fresh-log")
+    events = logs.filter_log_events(logGroupName=JOBS_GROUP, logStreamNamePrefix="fresh-log/")["events"]
+    assert events and events[-1]["message"] == "job Completed"
+
+
 def test_user_code_logs_to_its_own_groups(server: ServerProcess) -> None:
     logs = client(server, "logs")
     logs.create_log_group(logGroupName="/my/app")

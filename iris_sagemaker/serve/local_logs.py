@@ -94,6 +94,7 @@ class LocalLogsBinding:
         if self._installed:
             return
         self._installed = True
+        self.backend.iris_sagemaker_binding = self
         for name in _SYNCED:
             original = getattr(self.backend, name, None)
             if original is None:
@@ -138,6 +139,11 @@ class LocalLogsBinding:
         self._bound.pop(path, None)
 
     # ---- reads: the files first -----------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """:meth:`sync`, under the binding's lock (for readers outside the wrapped methods)."""
+        with self._lock:
+            self.sync()
 
     def sync(self) -> None:
         """Bring moto's groups and streams in line with the engine's log files (a file seen before costs
@@ -266,6 +272,9 @@ def _filter_log_events(original: Callable[..., Any]) -> Callable[..., Any]:
             )
         body = json.loads(self.body or "{}")  # moto's Logs reads its parameters from the JSON body
         if prefix is not None:
+            binding = getattr(self.logs_backend, "iris_sagemaker_binding", None)
+            if binding is not None:
+                binding.refresh()  # the files may hold streams moto has not seen yet
             group = self.logs_backend.groups.get(self._get_param("logGroupName"))
             if group is None:
                 raise ResourceNotFoundException()
