@@ -1,7 +1,7 @@
 # Two commands for users: `make run` and `make test`. Both install into .venv (Python 3.11) exactly the
 # versions in uv.lock, and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run`
 # installs what running needs (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test
-# tools, a second venv for Airflow 3 and a third for the SageMaker Python SDK. uv (pinned below) is
+# tools, a second venv for Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is
 # installed from PyPI into .tools/ the first time: no curl installer, nothing global.
 PYTHON ?= python3.11
 VENV := .venv
@@ -79,7 +79,7 @@ test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSE
 # Airflow 2.11 and, in a second venv without Dagster (.venv-airflow3), on Airflow 3; `make test` runs both.
 AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/test_airflow_runs.py \
   iris_sagemaker_tests/test_airflow_export.py iris_sagemaker_tests/test_airflow_connection.py \
-  iris_sagemaker_tests/test_airflow_retries.py
+  iris_sagemaker_tests/test_airflow_retries.py iris_sagemaker_tests/test_provider_system_tests.py
 AF3_VENV := .venv-airflow3
 AF3_STAMP := $(AF3_VENV)/.installed
 
@@ -109,24 +109,33 @@ airflow-test: install airflow3-test
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-# The SageMaker Python SDK as a client of `serve` (iris_sagemaker_tests/test_sagemaker_sdk.py), in a third venv:
-# sagemaker 2.257 and Airflow 2.11 cannot share one (packaging<25 against packaging>=25).
+# The SageMaker Python SDK as a client of `serve`, one venv per major version (both import as `sagemaker`),
+# apart from .venv (see pyproject.toml). .venv-sdk: v3, what `pip install sagemaker` gives today, and the aws
+# CLI (iris_sagemaker_tests/test_sagemaker_sdk_v3.py). .venv-sdk2: v2, its KNN estimator and RecordIO-protobuf
+# (test_sagemaker_sdk_v2.py; sagemaker 2.257 needs packaging<25, Airflow 2.11 packaging>=25), grpcio-tools.
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
+SDK2_VENV := .venv-sdk2
+SDK2_STAMP := $(SDK2_VENV)/.installed
 
 $(SDK_STAMP): $(UV) pyproject.toml setup.py uv.lock
 	UV_PROJECT_ENVIRONMENT=$(SDK_VENV) $(SYNC) --extra test-sdk
 	touch $(SDK_STAMP)
 
-sdk-venv: $(SDK_STAMP)
+$(SDK2_STAMP): $(UV) pyproject.toml setup.py uv.lock
+	UV_PROJECT_ENVIRONMENT=$(SDK2_VENV) $(SYNC) --extra test-sdk2
+	touch $(SDK2_STAMP)
 
-sdk-test: $(SDK_STAMP)
-	$(SDK_VENV)/bin/python -m pytest -p no:cacheprovider iris_sagemaker_tests/test_sagemaker_sdk.py
+sdk-venv: $(SDK_STAMP) $(SDK2_STAMP)
+
+sdk-test: $(SDK_STAMP) $(SDK2_STAMP)
+	$(SDK_VENV)/bin/python -m pytest -p no:cacheprovider iris_sagemaker_tests/test_sagemaker_sdk_v3.py
+	$(SDK2_VENV)/bin/python -m pytest -p no:cacheprovider iris_sagemaker_tests/test_sagemaker_sdk_v2.py
 
 # Regenerate the RecordIO-protobuf descriptor set from record.proto with protoc (grpcio-tools); commit both.
 PROTO_DIR := iris_sagemaker/local_sagemaker
-proto: $(SDK_STAMP)
-	$(SDK_VENV)/bin/python -m grpc_tools.protoc -I$(PROTO_DIR) --descriptor_set_out=$(PROTO_DIR)/record.desc record.proto
+proto: $(SDK2_STAMP)
+	$(SDK2_VENV)/bin/python -m grpc_tools.protoc -I$(PROTO_DIR) --descriptor_set_out=$(PROTO_DIR)/record.desc record.proto
 
 # The self-contained DAG file for other Airflow deployments (README, "Export the DAG"); commit the result: a
 # test fails while the committed copy is stale.
@@ -138,4 +147,4 @@ serve: $(RUN_STAMP)
 	$(BIN)/iris-sagemaker serve $(SERVE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(AF3_VENV) $(SDK_VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AF3_VENV) $(SDK_VENV) $(SDK2_VENV) $(TOOLS) .pytest_cache .ruff_cache

@@ -1,8 +1,9 @@
-"""The SageMaker Python SDK as a real client: its own KNN estimator trains, deploys and predicts offline
+"""The SageMaker Python SDK v2 as a real client: its own KNN estimator trains, deploys and predicts offline
 against ``iris-sagemaker serve``, with its RecordIO-protobuf, its manifest and its polling, unmodified.
 
-These tests run in .venv-sdk (``make sdk-test``, part of ``make test``): the SDK cannot share .venv with
-Airflow 2.11 (sagemaker 2.257 needs packaging<25, Airflow 2.11 packaging>=25).
+These tests run in .venv-sdk2 (``make sdk-test``, part of ``make test``): v2 cannot share .venv with
+Airflow 2.11 (sagemaker 2.257 needs packaging<25, Airflow 2.11 packaging>=25), nor .venv-sdk with v3 (both
+import as ``sagemaker``). v3 has its own tests: test_sagemaker_sdk_v3.py.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iris_sagemaker_tests.sdk_support import ROLE, brute_force_knn, iris, sdk_major_version
+
+if sdk_major_version() != 2:  # absent, or v3 (which imports as `sagemaker` too)
+    pytest.skip("the SageMaker Python SDK v2 runs in .venv-sdk2: make sdk-test", allow_module_level=True)
+
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-sagemaker = pytest.importorskip(
-    "sagemaker", reason="the SageMaker Python SDK runs in .venv-sdk: make sdk-test"
-)
+import boto3
+import sagemaker
+from botocore.exceptions import ClientError
+from sagemaker.amazon import common as sdk_common
+from sagemaker.amazon import record_pb2 as sdk_record_pb2
 
-import boto3  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
-from sagemaker.amazon import common as sdk_common  # noqa: E402
-from sagemaker.amazon import record_pb2 as sdk_record_pb2  # noqa: E402
+from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, knn_image_uri
+from iris_sagemaker.local_sagemaker import recordio
+from iris_sagemaker.serve.process import ServerProcess, start_server
 
-from iris_sagemaker import dataset  # noqa: E402
-from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, knn_image_uri  # noqa: E402
-from iris_sagemaker.local_sagemaker import recordio  # noqa: E402
-from iris_sagemaker.serve.process import ServerProcess, start_server  # noqa: E402
-
-ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 PACKAGE = Path(recordio.__file__).parent
 
 
@@ -47,35 +48,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerPr
         running.stop()
 
 
-def _iris() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The tutorial's split of the packaged Iris data: train features, train labels, test features, test
-    labels (float32, as a notebook would pass them to record_set)."""
-    _, data = dataset.read_source(None)
-    split = dataset.split(dataset.parse_iris(data), seed=0)
-    train = split.train.to_numpy(np.float32)
-    return (
-        train[:, 1:],
-        train[:, 0],
-        split.test_features.to_numpy(np.float32),
-        split.test_labels.to_numpy(np.float32),
-    )
-
-
-def brute_force_knn(train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Independent k-NN: exact float64 squared L2 distances, stable order (the earlier training row first
-    on equal distances), the most frequent label, a tie going to the nearest neighbour among the tied."""
-    out = []
-    for query in queries.astype(np.float64):
-        distances = ((train_x.astype(np.float64) - query) ** 2).sum(axis=1)
-        nearest = train_y[np.argsort(distances, kind="stable")[:k]]
-        values, counts = np.unique(nearest, return_counts=True)
-        tied = set(values[counts == counts.max()])
-        out.append(next(label for label in nearest if label in tied))
-    return np.array(out)
-
-
 def test_the_sdk_knn_estimator_trains_deploys_and_predicts_offline(server, capsys) -> None:
-    train_x, train_y, test_x, test_y = _iris()
+    train_x, train_y, test_x, test_y = iris()
     session = sagemaker.Session()
     assert session.default_bucket() == "sagemaker-us-east-2-000000000000"  # no STS call to AWS
     knn = sagemaker.KNN(
@@ -125,7 +99,7 @@ def test_the_sdk_knn_estimator_trains_deploys_and_predicts_offline(server, capsy
 def test_a_bad_record_is_a_model_error_naming_it(server) -> None:
     """A request whose fourth record is not a Record message is refused naming that record (the three
     before it written by the SDK's own serializer, as float64 tensors), and the endpoint keeps serving."""
-    train_x, train_y, test_x, _ = _iris()
+    train_x, train_y, test_x, _ = iris()
     session = sagemaker.Session()
     knn = sagemaker.KNN(
         ROLE,
@@ -171,7 +145,7 @@ def test_a_bad_record_is_a_model_error_naming_it(server) -> None:
 
 
 def test_our_records_and_the_sdks_read_each_other() -> None:
-    train_x, train_y, _, _ = _iris()
+    train_x, train_y, _, _ = iris()
     sdk_bytes = io.BytesIO()
     sdk_common.write_numpy_to_dense_tensor(sdk_bytes, train_x, train_y)
     frames = list(recordio.iter_frames(io.BytesIO(sdk_bytes.getvalue()), "sdk"))
