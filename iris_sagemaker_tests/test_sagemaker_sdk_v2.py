@@ -76,6 +76,10 @@ def test_the_sdk_knn_estimator_trains_deploys_and_predicts_offline(server, capsy
     assert f"reading {shard} (channel train, application/x-recordio-protobuf)" in printed  # the job's log
     assert f"read {len(train_x)} rows (sampled {len(train_x)})" in printed
     assert "Completed - Training job completed" in printed
+    # What a notebook reopened later does: attach to the job by name (DescribeTrainingJob, then ListTags).
+    attached = sagemaker.KNN.attach(knn.latest_training_job.name, sagemaker_session=session)
+    assert (attached.k, attached.predictor_type) == (3, "classifier")
+    assert attached.model_data == job["ModelArtifacts"]["S3ModelArtifacts"]
 
     predictor = knn.deploy(initial_instance_count=1, instance_type="ml.m5.large")
     try:

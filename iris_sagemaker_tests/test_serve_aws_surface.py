@@ -525,3 +525,13 @@ def test_a_fault_inside_moto_is_an_internal_failure_clients_parse(service, heade
     )
     assert parsed["Error"]["Code"] == "InternalFailure"
     assert f"failed on {service} operation {operation}: KeyError" in parsed["Error"]["Message"]
+
+
+def test_a_service_moto_lacks_answers_in_its_shape(server: ServerProcess) -> None:
+    """ecr-public (the provider's example_sagemaker.py logs in to it): not served, said parseably."""
+    with pytest.raises(ClientError) as err:
+        client(server, "ecr-public").get_authorization_token()
+    response = err.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert _code(err) == "UnknownOperationException"
+    assert "does not serve ecr-public (operation GetAuthorizationToken)" in response["Error"]["Message"]

@@ -95,7 +95,7 @@ class ServerApp:
         elif (
             request.method == "POST"
             and (match := _RUNTIME_PATH.match(request.url.path))
-            and (_signing_service(headers.get("authorization")) in (None, "sagemaker"))
+            and (wire.signing_service(headers.get("authorization")) in (None, "sagemaker"))
         ):
             response = await self._invoke(match.group("EndpointName"), request)
         elif request.url.path.startswith("/moto-api"):
@@ -208,14 +208,6 @@ def _too_large(limit: int, code: str = "ValidationException") -> tuple[int, byte
     return wire.wire_error(
         code, f"The request body is larger than {limit} bytes, the most this operation accepts.", 413
     )
-
-
-def _signing_service(authorization: str | None) -> str | None:
-    """The service a SigV4 request was signed for (``Credential=AKID/date/region/SERVICE/aws4_request``)."""
-    if not authorization or "Credential=" not in authorization:
-        return None
-    scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")
-    return scope[3] if len(scope) == 5 else None
 
 
 def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:

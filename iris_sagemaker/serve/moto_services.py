@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 from iris_sagemaker.local_sagemaker.validation import other_service_model
 from iris_sagemaker.storage import LocalObjectStore
 
+from . import wire
 from .local_bucket import LocalBucketS3
 from .local_logs import bind_logs
 
@@ -62,7 +63,7 @@ def moto_app(root: Path, region: str, account_id: str) -> ASGIApp:
         app.register_error_handler(Exception, functools.partial(_service_error, str(service)))
         return app
 
-    return WSGIMiddleware(DomainDispatcherApplication(create_app))  # type: ignore[arg-type]
+    return WSGIMiddleware(_Guarded(DomainDispatcherApplication(create_app)))  # type: ignore[arg-type]
 
 
 # ---- IAM ---------------------------------------------------------------------------------------------
@@ -130,8 +131,47 @@ class ServiceError(Exception):
         self.message = message
 
 
+class _Guarded:
+    """moto's dispatcher, answering what fails before any service of moto's is reached (a request for a
+    service moto does not have, such as ``ecr-public``) in that service's shape, as :func:`_service_error`
+    answers what fails inside one."""
+
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        from moto.backends import list_of_moto_modules
+        from werkzeug.wrappers import Request
+
+        try:
+            return self.dispatcher(environ, start_response)
+        except Exception as error:
+            request = Request(environ)
+            service = wire.signing_service(request.headers.get("Authorization")) or "(unsigned)"
+            operation = _operation_name(request, form=False)
+            protocol, model = _operation_model(service, operation)
+            if service not in set(list_of_moto_modules()):
+                code = _UNKNOWN_OPERATION.get(protocol, "InvalidAction")
+                message = (
+                    f"iris-sagemaker serve does not serve {service} (operation {operation}): it answers "
+                    "SageMaker, SageMaker Runtime, and the services moto implements (S3, CloudWatch Logs, "
+                    "IAM, STS, ...)."
+                )
+                status = 400
+            else:
+                _log.error("%s %s failed:\n%s", service, operation, traceback.format_exc())
+                code, status = "InternalFailure", 500
+                message = f"iris-sagemaker serve failed on {service} operation {operation}: {error!r}"
+            status, headers, body = _serialized(model, ServiceError(code, message), status)
+            start_response(
+                f"{status} {'Bad Request' if status == 400 else 'Internal Server Error'}",
+                list(headers.items()),
+            )
+            return [body if isinstance(body, bytes) else str(body).encode("utf-8")]
+
+
 def _service_error(service: str, error: Exception) -> Any:
-    from flask import request
+    from flask import Response, request
     from werkzeug.exceptions import HTTPException
 
     if isinstance(error, HTTPException):  # moto's own AWS errors, already in the service's shape
@@ -152,15 +192,15 @@ def _service_error(service: str, error: Exception) -> Any:
             f"iris-sagemaker serve failed on {service} operation {operation}: {type(error).__name__}: {error}"
         )
         status = 500
-    return _serialized(model, ServiceError(code, message), status)
+    status, headers, body = _serialized(model, ServiceError(code, message), status)
+    return Response(body, status, headers)
 
 
-def _serialized(model: Any, error: ServiceError, status: int) -> Any:
-    from flask import Response
-
+def _serialized(model: Any, error: ServiceError, status: int) -> tuple[int, dict[str, str], Any]:
+    """``error`` as the operation's service sends errors: status, headers, body."""
     if model is None:  # a service botocore does not know: JSON, the most common shape
         body = json.dumps({"__type": error.code, "message": error.message})
-        return Response(body, status, {"Content-Type": "application/json", "x-amzn-ErrorType": error.code})
+        return status, {"Content-Type": "application/json", "x-amzn-ErrorType": error.code}, body
     from moto.core.serialize import get_serializer_class
 
     service_model = model.service_model
@@ -168,14 +208,16 @@ def _serialized(model: Any, error: ServiceError, status: int) -> Any:
     with warnings.catch_warnings():  # InternalFailure is AWS's common error, not in each service's model
         warnings.simplefilter("ignore", UserWarning)
         serialized = serializer.serialize(error)
-    return Response(serialized["body"], status, serialized["headers"])
+    return status, serialized["headers"], serialized["body"]
 
 
-def _operation_name(request: Any) -> str:
+def _operation_name(request: Any, form: bool = True) -> str:
+    """What the client called: its X-Amz-Target, its query ``Action`` (``form``: in the body too), or the
+    method and path (REST)."""
     target = request.headers.get("X-Amz-Target", "")
     if "." in target:
         return target.rsplit(".", 1)[1]
-    action = request.values.get("Action")
+    action = request.values.get("Action") if form else request.args.get("Action")
     return action or f"{request.method} {request.path}"
 
 

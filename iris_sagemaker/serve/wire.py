@@ -150,6 +150,14 @@ def wire_error(code: str, message: str, status: int = 400) -> tuple[int, bytes, 
     return status, body, {"x-amzn-ErrorType": code}
 
 
+def signing_service(authorization: str | None) -> str | None:
+    """The service a SigV4 request was signed for (``Credential=AKID/date/region/SERVICE/aws4_request``)."""
+    if not authorization or "Credential=" not in authorization:
+        return None
+    scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+    return scope[3] if len(scope) == 5 else None
+
+
 def _located(member: Shape) -> bool:
     return member.serialization.get("location") is not None
 
