@@ -690,7 +690,7 @@ def _training_defaults(out: dict[str, Any]) -> None:
     spec = out.setdefault("AlgorithmSpecification", {})
     spec.setdefault("EnableSageMakerMetricsTimeSeries", False)
     out.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": 86400})
-    out["OutputDataConfig"].setdefault("KmsKeyId", "")  # always present in SageMaker's answer (SDK v2's attach)
+    out["OutputDataConfig"].setdefault("KmsKeyId", "")  # always answered (the SDK v2's attach reads it)
     for channel in out.get("InputDataConfig", []):
         channel.setdefault("CompressionType", "None")
         channel.setdefault("RecordWrapperType", "None")
