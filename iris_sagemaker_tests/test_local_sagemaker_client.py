@@ -63,7 +63,8 @@ def test_training_completes_and_describes_like_boto3(lab, tmp_path):
     assert job["RoleArn"].startswith("arn:aws:iam::")
     assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/knn:1")
     assert job["InputDataConfig"][0]["ChannelName"] == "train"
-    assert job["OutputDataConfig"] == {"S3OutputPath": "s3://bucket/results"}
+    # KmsKeyId is always in SageMaker's answer ("" when none was given); the SDK v2's attach reads it.
+    assert job["OutputDataConfig"] == {"S3OutputPath": "s3://bucket/results", "KmsKeyId": ""}
     artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
     assert artifact == "s3://bucket/results/train-iris/output/model.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(lab.get("results/train-iris/output/model.tar.gz"))) as tar:

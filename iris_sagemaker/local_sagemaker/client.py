@@ -13,24 +13,18 @@ never a bare ``OSError`` (see :func:`_api`).
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-from botocore.utils import parse_timestamp
+from typing import Any
 
 from iris_sagemaker.storage import (
     DiskFull,
     LocalObjectStore,
     ObjectStore,
     ObjectStoreError,
-    is_disk_full,
     parse_s3_uri,
     validate_key,
 )
@@ -39,8 +33,6 @@ from .endpoints import CREATING, IN_SERVICE, LOADING, UPDATING, EndpointDeployer
 from .errors import (
     RESOURCE_IN_USE,
     client_error,
-    disk_full_message,
-    internal_failure,
     not_found,
     validation_error,
 )
@@ -59,9 +51,11 @@ from .records import (
     now,
     to_json_time,
 )
-from .tags import TagStore, merged, page, without
+from .shaping import api, api_response, list_page, times
+from .tags import TagStore, merged, tag_page, without
 from .training import model_artifact_uri, run_training
 from .transform import DEFAULT_MAX_PAYLOAD_MB, run_transform
+from .tuning_api import TuningOperations
 from .validation import operation_model, validate_request
 
 ACCOUNT_ID = "000000000000"
@@ -71,20 +65,6 @@ TRAINING = JobType(
 TRANSFORM = JobType(
     TRANSFORM_JOBS, "TransformJobStatus", "TransformStartTime", "TransformEndTime", "Transform job", False
 )
-_TIME_KEYS = frozenset(
-    {
-        "CreationTime",
-        "LastModifiedTime",
-        "TrainingStartTime",
-        "TrainingEndTime",
-        "TransformStartTime",
-        "TransformEndTime",
-        "StartTime",
-        "EndTime",
-        "Timestamp",
-        "ResolutionTime",
-    }
-)
 # Fields of CreateEndpointConfig the embedded engine cannot honour (they fail clearly).
 _UNSUPPORTED_CONFIG_FIELDS = (
     "DataCaptureConfig",
@@ -92,27 +72,7 @@ _UNSUPPORTED_CONFIG_FIELDS = (
     "ExplainerConfig",
     "ShadowProductionVariants",
 )
-_DEFAULT_MAX_RESULTS = 10
 _log = logging.getLogger(__name__)
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _api(method: _Method) -> _Method:
-    """An API method: a full disk becomes ``InternalFailure`` (500) of the operation the method is named
-    after (``create_training_job`` -> ``CreateTrainingJob``), as the HTTP server answers engine faults;
-    the message names the file and the root to free space under."""
-    operation = "".join(part.title() for part in method.__name__.split("_"))
-
-    @functools.wraps(method)
-    def call(self: LocalSageMakerClient, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except OSError as err:
-            if not is_disk_full(err):
-                raise
-            raise internal_failure(disk_full_message(err, self.root), operation) from err
-
-    return call  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -124,7 +84,7 @@ class ClientMeta:
     service_name: str = "sagemaker"
 
 
-class LocalSageMakerClient:
+class LocalSageMakerClient(TuningOperations):
     """A boto3-shaped ``sagemaker`` client whose jobs run in this process on local files.
 
     ``root`` is LOCAL_ROOT: objects live in ``store`` (default ``LocalObjectStore(root)``, i.e.
@@ -154,10 +114,19 @@ class LocalSageMakerClient:
 
     # ---- training jobs ------------------------------------------------------------------------
 
-    @_api
+    @api
     def create_training_job(self, **request: Any) -> dict[str, Any]:
         op = "CreateTrainingJob"
         validate_request(op, request)
+        return api_response({"TrainingJobArn": self._start_training(request, op)})
+
+    def create_trial(self, request: dict[str, Any], tuning_job_arn: str) -> str:
+        """A hyperparameter tuning job's training job: an ordinary one that names its tuning job."""
+        op = "CreateTrainingJob"
+        validate_request(op, request)
+        return self._start_training(request, op, {"TuningJobArn": tuning_job_arn})
+
+    def _start_training(self, request: dict[str, Any], op: str, extra: dict[str, Any] | None = None) -> str:
         self._check_training_request(request, op)
         name = request["TrainingJobName"]
         arn = self._arn("training-job", name)
@@ -175,6 +144,7 @@ class LocalSageMakerClient:
                 }
             ],
             "ModelArtifacts": {"S3ModelArtifacts": str(model_artifact_uri(request))},
+            **(extra or {}),
         }
         record = {"name": name, "arn": arn, "request": copy.deepcopy(request), "state": state}
         max_runtime = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
@@ -189,7 +159,7 @@ class LocalSageMakerClient:
                 f"with this name already exists ({arn})",
                 op,
             )
-        return api_response({"TrainingJobArn": arn})
+        return arn
 
     def _check_training_request(self, request: dict[str, Any], op: str) -> None:
         spec = request.get("AlgorithmSpecification")
@@ -209,7 +179,7 @@ class LocalSageMakerClient:
             if source and source.get("S3Uri"):
                 _check_s3_uri(source["S3Uri"], f"InputDataConfig.{number}.DataSource.S3DataSource.S3Uri", op)
 
-    @_api
+    @api
     def describe_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
         op = "DescribeTrainingJob"
         validate_request(op, {"TrainingJobName": TrainingJobName})
@@ -221,14 +191,14 @@ class LocalSageMakerClient:
             self._describe(op, record, {"TrainingJobName": record["name"]}, _training_defaults)
         )
 
-    @_api
+    @api
     def stop_training_job(self, *, TrainingJobName: str) -> dict[str, Any]:
         op = "StopTrainingJob"
         validate_request(op, {"TrainingJobName": TrainingJobName})
         self._runner.request_stop(TRAINING, TrainingJobName, op)
         return api_response({})
 
-    @_api
+    @api
     def list_training_jobs(self, **request: Any) -> dict[str, Any]:
         op = "ListTrainingJobs"
         validate_request(op, request)
@@ -236,12 +206,12 @@ class LocalSageMakerClient:
             _summary(self._runner.supervise(TRAINING, record), TRAINING, "TrainingJobName", "TrainingJobArn")
             for record in self._records.list(TRAINING_JOBS)
         ]
-        page, token = _page(summaries, request, "TrainingJobName", "TrainingJobStatus", op)
+        page, token = list_page(summaries, request, "TrainingJobName", "TrainingJobStatus", op)
         return api_response({"TrainingJobSummaries": page, **token})
 
     # ---- models -------------------------------------------------------------------------------
 
-    @_api
+    @api
     def create_model(self, **request: Any) -> dict[str, Any]:
         op = "CreateModel"
         validate_request(op, request)
@@ -275,14 +245,14 @@ class LocalSageMakerClient:
         if not self.store.exists(uri.bucket, uri.key):
             raise validation_error(f"Could not find model data at {url}.", op)
 
-    @_api
+    @api
     def describe_model(self, *, ModelName: str) -> dict[str, Any]:
         op = "DescribeModel"
         validate_request(op, {"ModelName": ModelName})
         record = self._model_record(ModelName, op)
         return api_response(self._describe(op, record, {"ModelName": record["name"]}, _model_defaults))
 
-    @_api
+    @api
     def delete_model(self, *, ModelName: str) -> dict[str, Any]:
         op = "DeleteModel"
         validate_request(op, {"ModelName": ModelName})
@@ -290,7 +260,7 @@ class LocalSageMakerClient:
             raise validation_error(f'Could not find model "{self._arn("model", ModelName)}".', op)
         return api_response({})
 
-    @_api
+    @api
     def list_models(self, **request: Any) -> dict[str, Any]:
         op = "ListModels"
         validate_request(op, request)
@@ -302,8 +272,8 @@ class LocalSageMakerClient:
             }
             for record in self._records.list(MODELS)
         ]
-        page, token = _page(summaries, request, "ModelName", None, op)
-        return api_response({"Models": _times(page), **token})
+        page, token = list_page(summaries, request, "ModelName", None, op)
+        return api_response({"Models": times(page), **token})
 
     def _model_record(self, name: str, op: str) -> Record:
         record = self._records.read(MODELS, name)
@@ -313,7 +283,7 @@ class LocalSageMakerClient:
 
     # ---- transform jobs -----------------------------------------------------------------------
 
-    @_api
+    @api
     def create_transform_job(self, **request: Any) -> dict[str, Any]:
         op = "CreateTransformJob"
         validate_request(op, request)
@@ -341,7 +311,7 @@ class LocalSageMakerClient:
             )
         return api_response({"TransformJobArn": arn})
 
-    @_api
+    @api
     def describe_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
         op = "DescribeTransformJob"
         validate_request(op, {"TransformJobName": TransformJobName})
@@ -353,14 +323,14 @@ class LocalSageMakerClient:
             self._describe(op, record, {"TransformJobName": record["name"]}, _transform_defaults)
         )
 
-    @_api
+    @api
     def stop_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
         op = "StopTransformJob"
         validate_request(op, {"TransformJobName": TransformJobName})
         self._runner.request_stop(TRANSFORM, TransformJobName, op)
         return api_response({})
 
-    @_api
+    @api
     def list_transform_jobs(self, **request: Any) -> dict[str, Any]:
         op = "ListTransformJobs"
         validate_request(op, request)
@@ -370,12 +340,12 @@ class LocalSageMakerClient:
             )
             for record in self._records.list(TRANSFORM_JOBS)
         ]
-        page, token = _page(summaries, request, "TransformJobName", "TransformJobStatus", op)
+        page, token = list_page(summaries, request, "TransformJobName", "TransformJobStatus", op)
         return api_response({"TransformJobSummaries": page, **token})
 
     # ---- endpoint configs ---------------------------------------------------------------------
 
-    @_api
+    @api
     def create_endpoint_config(self, **request: Any) -> dict[str, Any]:
         op = "CreateEndpointConfig"
         validate_request(op, request)
@@ -403,7 +373,7 @@ class LocalSageMakerClient:
             raise validation_error(f'Cannot create already existing endpoint configuration "{arn}".', op)
         return api_response({"EndpointConfigArn": arn})
 
-    @_api
+    @api
     def describe_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
         op = "DescribeEndpointConfig"
         validate_request(op, {"EndpointConfigName": EndpointConfigName})
@@ -411,7 +381,7 @@ class LocalSageMakerClient:
         identity = {"EndpointConfigName": record["name"]}
         return api_response(self._describe(op, record, identity, _endpoint_config_defaults))
 
-    @_api
+    @api
     def delete_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
         op = "DeleteEndpointConfig"
         validate_request(op, {"EndpointConfigName": EndpointConfigName})
@@ -419,7 +389,7 @@ class LocalSageMakerClient:
             raise self._config_not_found(EndpointConfigName, op)
         return api_response({})
 
-    @_api
+    @api
     def list_endpoint_configs(self, **request: Any) -> dict[str, Any]:
         op = "ListEndpointConfigs"
         validate_request(op, request)
@@ -431,7 +401,7 @@ class LocalSageMakerClient:
             }
             for record in self._records.list(ENDPOINT_CONFIGS)
         ]
-        page, token = _page(summaries, request, "EndpointConfigName", None, op)
+        page, token = list_page(summaries, request, "EndpointConfigName", None, op)
         return api_response({"EndpointConfigs": page, **token})
 
     def _config_record(self, name: str, op: str) -> Record:
@@ -446,7 +416,7 @@ class LocalSageMakerClient:
 
     # ---- endpoints ----------------------------------------------------------------------------
 
-    @_api
+    @api
     def create_endpoint(self, **request: Any) -> dict[str, Any]:
         op = "CreateEndpoint"
         validate_request(op, request)
@@ -477,7 +447,7 @@ class LocalSageMakerClient:
             raise validation_error(f'Cannot create already existing endpoint "{arn}".', op)
         return api_response({"EndpointArn": arn})
 
-    @_api
+    @api
     def describe_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
         op = "DescribeEndpoint"
         validate_request(op, {"EndpointName": EndpointName})
@@ -487,9 +457,9 @@ class LocalSageMakerClient:
             "EndpointArn": record["arn"],
             **copy.deepcopy(record["state"]),
         }
-        return api_response(_times(out))
+        return api_response(times(out))
 
-    @_api
+    @api
     def update_endpoint(self, **request: Any) -> dict[str, Any]:
         op = "UpdateEndpoint"
         validate_request(op, request)
@@ -527,7 +497,7 @@ class LocalSageMakerClient:
             )
         return api_response({"EndpointArn": current["arn"]})
 
-    @_api
+    @api
     def delete_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
         op = "DeleteEndpoint"
         validate_request(op, {"EndpointName": EndpointName})
@@ -537,7 +507,7 @@ class LocalSageMakerClient:
         self.log_endpoint_event(EndpointName, "endpoint deleted")
         return api_response({})
 
-    @_api
+    @api
     def list_endpoints(self, **request: Any) -> dict[str, Any]:
         op = "ListEndpoints"
         validate_request(op, request)
@@ -551,7 +521,7 @@ class LocalSageMakerClient:
             }
             for record in map(self._deployer.supervise, self._records.list(ENDPOINTS))
         ]
-        page, token = _page(summaries, request, "EndpointName", "EndpointStatus", op)
+        page, token = list_page(summaries, request, "EndpointName", "EndpointStatus", op)
         return api_response({"Endpoints": page, **token})
 
     def endpoint_record(self, name: str) -> Record | None:
@@ -583,21 +553,21 @@ class LocalSageMakerClient:
 
     # ---- tags ---------------------------------------------------------------------------------------
 
-    @_api
+    @api
     def add_tags(self, *, ResourceArn: str, Tags: list[dict[str, str]]) -> dict[str, Any]:
         op = "AddTags"
         validate_request(op, {"ResourceArn": ResourceArn, "Tags": Tags})
         self._tags.change(ResourceArn, op, lambda current: merged(current, Tags, op))
         return api_response({"Tags": copy.deepcopy(Tags)})
 
-    @_api
+    @api
     def list_tags(self, **request: Any) -> dict[str, Any]:
         op = "ListTags"
         validate_request(op, request)
         tags = self._tags.read(request["ResourceArn"], op)
-        return api_response(page(tags, request.get("NextToken"), request.get("MaxResults"), op))
+        return api_response(tag_page(tags, request.get("NextToken"), request.get("MaxResults"), op))
 
-    @_api
+    @api
     def delete_tags(self, *, ResourceArn: str, TagKeys: list[str]) -> dict[str, Any]:
         op = "DeleteTags"
         validate_request(op, {"ResourceArn": ResourceArn, "TagKeys": TagKeys})
@@ -650,22 +620,10 @@ class LocalSageMakerClient:
                 out[key] = copy.deepcopy(value)
         defaults(out)
         out.update(copy.deepcopy(record["state"]))
-        return _times(out)
+        return times(out)
 
 
 # ---- module helpers ----------------------------------------------------------------------------
-
-
-def api_response(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` with the ResponseMetadata boto3 adds to every response."""
-    request_id = str(uuid.uuid4())
-    body["ResponseMetadata"] = {
-        "RequestId": request_id,
-        "HTTPStatusCode": 200,
-        "HTTPHeaders": {"x-amzn-requestid": request_id, "content-type": "application/x-amz-json-1.1"},
-        "RetryAttempts": 0,
-    }
-    return body
 
 
 def _refuse_unsupported(request: dict[str, Any], fields: tuple[str, ...], op: str) -> None:
@@ -716,18 +674,6 @@ def _transform_defaults(out: dict[str, Any]) -> None:
     out["TransformInput"].setdefault("SplitType", "None")
 
 
-def _times(value: Any) -> Any:
-    """Record times (ISO strings) as timezone-aware datetimes, recursively, as boto3 returns them."""
-    if isinstance(value, dict):
-        return {
-            key: datetime.fromisoformat(item) if key in _TIME_KEYS and isinstance(item, str) else _times(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_times(item) for item in value]
-    return value
-
-
 def _summary(record: Record, jtype: JobType, name_key: str, arn_key: str) -> dict[str, Any]:
     state = record["state"]
     summary = {
@@ -744,48 +690,3 @@ def _summary(record: Record, jtype: JobType, name_key: str, arn_key: str) -> dic
     elif "FailureReason" in state:
         summary["FailureReason"] = state["FailureReason"]
     return summary
-
-
-def _page(
-    items: list[dict[str, Any]], request: dict[str, Any], name_key: str, status_key: str | None, op: str
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Filter, sort and paginate summaries as the List* operations do (NextToken = an offset)."""
-    items = [item for item in items if _matches(item, request, name_key, status_key)]
-    sort_by = request.get("SortBy", "CreationTime")
-    sort_key = {"Name": name_key, "CreationTime": "CreationTime", "Status": status_key or name_key}[sort_by]
-    items.sort(
-        key=lambda item: (item[sort_key], item[name_key]), reverse=request.get("SortOrder") == "Descending"
-    )
-    try:
-        offset = int(request.get("NextToken") or 0)
-    except ValueError:
-        raise validation_error("Invalid pagination token.", op) from None
-    limit = request.get("MaxResults", _DEFAULT_MAX_RESULTS)
-    page = items[offset : offset + limit]
-    token = {"NextToken": str(offset + limit)} if offset + limit < len(items) else {}
-    return _times(page), token
-
-
-def _matches(item: dict[str, Any], request: dict[str, Any], name_key: str, status_key: str | None) -> bool:
-    contains = request.get("NameContains")
-    if contains and contains.lower() not in item[name_key].lower():
-        return False
-    if status_key and request.get("StatusEquals") and item[status_key] != request["StatusEquals"]:
-        return False
-    for param, field, after in (
-        ("CreationTimeAfter", "CreationTime", True),
-        ("CreationTimeBefore", "CreationTime", False),
-        ("LastModifiedTimeAfter", "LastModifiedTime", True),
-        ("LastModifiedTimeBefore", "LastModifiedTime", False),
-    ):
-        if param in request and field in item:
-            bound = _as_utc(request[param])
-            value = datetime.fromisoformat(item[field])
-            if (value <= bound) if after else (value >= bound):
-                return False
-    return True
-
-
-def _as_utc(value: Any) -> datetime:
-    parsed = value if isinstance(value, datetime) else parse_timestamp(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

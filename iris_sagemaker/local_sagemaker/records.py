@@ -38,6 +38,7 @@ MODELS = "models"
 TRANSFORM_JOBS = "transform-jobs"
 ENDPOINT_CONFIGS = "endpoint-configs"
 ENDPOINTS = "endpoints"
+TUNING_JOBS = "hyper-parameter-tuning-jobs"
 
 Record = dict[str, Any]
 # Room for what a job's final write adds (FailureReason, up to 1024 characters in SageMaker, end times,

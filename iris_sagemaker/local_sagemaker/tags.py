@@ -11,7 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import validation_error
-from .records import ENDPOINT_CONFIGS, ENDPOINTS, MODELS, TRAINING_JOBS, TRANSFORM_JOBS, Record, RecordStore
+from .records import (
+    ENDPOINT_CONFIGS,
+    ENDPOINTS,
+    MODELS,
+    TRAINING_JOBS,
+    TRANSFORM_JOBS,
+    TUNING_JOBS,
+    Record,
+    RecordStore,
+)
 
 KINDS = {
     "training-job": TRAINING_JOBS,
@@ -19,6 +28,7 @@ KINDS = {
     "transform-job": TRANSFORM_JOBS,
     "endpoint-config": ENDPOINT_CONFIGS,
     "endpoint": ENDPOINTS,
+    "hyper-parameter-tuning-job": TUNING_JOBS,
 }
 MAX_TAGS = 50
 _DEFAULT_PAGE = 50
@@ -51,7 +61,7 @@ def without(current: list[Tag], keys: list[str]) -> list[Tag]:
     return [tag for tag in current if tag["Key"] not in gone]
 
 
-def page(tags: list[Tag], next_token: str | None, max_results: int | None, op: str) -> dict[str, Any]:
+def tag_page(tags: list[Tag], next_token: str | None, max_results: int | None, op: str) -> dict[str, Any]:
     """One page of ListTags: ``{"Tags": [...], "NextToken": ...}`` (the token is an offset)."""
     try:
         start = int(next_token or 0)
