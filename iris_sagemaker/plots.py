@@ -176,6 +176,42 @@ def predictions_scatter_svg(table: pd.DataFrame) -> str:
     return _svg(width, height, body)
 
 
+def objective_svg(table: pd.DataFrame, metric: str, best_k: int | None) -> str:
+    """The tuning job's trials: validation ``metric`` against k, one dot per trial, the best ringed."""
+    scored = table.dropna(subset=["validation_accuracy"])
+    width, height, left, right, top, bottom = 440, 300, 52, 20, 34, 44
+    ks = scored["k"].to_numpy(float)
+    values = scored["validation_accuracy"].to_numpy(float)
+    k_low, k_high = (ks.min() - 1, ks.max() + 1) if len(ks) else (0.0, 1.0)
+    v_low, v_high = (min(values.min(), 1.0) - 0.05, 1.02) if len(values) else (0.0, 1.0)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - k_low) / (k_high - k_low) * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (y - v_low) / (v_high - v_low) * plot_h
+
+    title = f"Tuning: {metric} on the validation split, {len(scored)} of {len(table)} trials scored"
+    body = [_text(left + plot_w / 2, 20, title, text_anchor="middle", font_size=13)]
+    body.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/>')
+    for tick in _ticks(k_low, k_high):
+        body.append(_text(px(tick), top + plot_h + 16, f"{tick:g}", text_anchor="middle", font_size=10))
+    for tick in _ticks(v_low, v_high):
+        body.append(_text(left - 6, py(tick) + 3, f"{tick:.2f}", text_anchor="end", font_size=10))
+    body.append(_text(left + plot_w / 2, height - 8, "k", text_anchor="middle"))
+    for k, value in zip(ks, values, strict=True):
+        body.append(f'<circle cx="{px(k):.1f}" cy="{py(value):.1f}" r="3.5" fill="#1f77b4"/>')
+    if best_k is not None and len(scored):
+        best = scored[scored["k"] == best_k]["validation_accuracy"].max()
+        body.append(
+            f'<circle cx="{px(best_k):.1f}" cy="{py(best):.1f}" r="8" fill="none" stroke="red" '
+            'stroke-width="2"/>'
+        )
+        body.append(_text(px(best_k) + 10, py(best) - 8, f"best k = {best_k}", font_size=11, fill="red"))
+    return _svg(width, height, body)
+
+
 def markdown_image(svg: str, alt: str) -> str:
     """Markdown that the Dagster UI renders as the image itself (a data URI)."""
     encoded = base64.b64encode(svg.encode("utf-8")).decode("ascii")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,10 @@ class Settings:
     knn_image: str | None = None  # default: the built-in k-NN image of ``region``
     endpoint_name: str = DEFAULT_ENDPOINT_NAME
     deploy_endpoint: bool = True  # default: deploy on the local backend (free), not on aws (billed hourly)
+    tune: bool = False  # tune k before training (README, "Tune k"); off: the tutorial's k = 3
+    tuning_jobs: int = 20
+    tuning_parallel: int = 4
+    tuning_strategy: str = "Bayesian"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -86,6 +90,14 @@ class Settings:
                 f"IRIS_SAGEMAKER_DEPLOY_ENDPOINT={deploy_text!r} is not true or false; set it to true to "
                 "deploy the model to a real-time endpoint (on aws it bills by the hour)"
             )
+        tune_text = (get("IRIS_SAGEMAKER_TUNE") or "false").lower()
+        if tune_text not in _TRUE + _FALSE:
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_TUNE={tune_text!r} is not true or false; set it to true to tune k before "
+                "training (a hyperparameter tuning job), false for the tutorial's k = 3"
+            )
+        tuning_jobs = _int_setting(get, "IRIS_SAGEMAKER_TUNING_JOBS", 20)
+        tuning_parallel = _int_setting(get, "IRIS_SAGEMAKER_TUNING_PARALLEL", 4)
         values: dict[str, object] = {
             "backend": backend,
             "bucket": get("IRIS_SAGEMAKER_BUCKET") or (DEFAULT_LOCAL_BUCKET if is_local else ""),
@@ -101,6 +113,10 @@ class Settings:
             "knn_image": get("IRIS_SAGEMAKER_KNN_IMAGE"),
             "endpoint_name": get("IRIS_SAGEMAKER_ENDPOINT_NAME") or DEFAULT_ENDPOINT_NAME,
             "deploy_endpoint": deploy_text in _TRUE,
+            "tune": tune_text in _TRUE,
+            "tuning_jobs": tuning_jobs,
+            "tuning_parallel": tuning_parallel,
+            "tuning_strategy": get("IRIS_SAGEMAKER_TUNING_STRATEGY") or "Bayesian",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["local_root"] = Path(str(values["local_root"])).expanduser()
@@ -148,6 +164,21 @@ class Settings:
                 f"IRIS_SAGEMAKER_ENDPOINT_NAME={self.endpoint_name!r} is not a SageMaker endpoint name "
                 "(1-63 letters, digits and hyphens, starting and ending with a letter or digit)"
             )
+        if not 1 <= self.tuning_jobs <= 500:
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_TUNING_JOBS={self.tuning_jobs} is out of range: use 1 to 500 training jobs "
+                "per tuning job (e.g. 20)"
+            )
+        if not 1 <= self.tuning_parallel <= 100:
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_TUNING_PARALLEL={self.tuning_parallel} is out of range: use 1 to 100 "
+                "training jobs at a time (e.g. 4)"
+            )
+        if self.tuning_strategy not in ("Bayesian", "Random"):
+            raise SettingsError(
+                f"IRIS_SAGEMAKER_TUNING_STRATEGY={self.tuning_strategy!r} is not a strategy for tuning k; "
+                "use Bayesian (default) or Random"
+            )
         self.image_uri()  # an unknown region without IRIS_SAGEMAKER_KNN_IMAGE fails here, before any job
         return self
 
@@ -169,3 +200,11 @@ class Settings:
     def local_object_path(self, key: str) -> Path:
         """Where object ``key`` of the bucket lives on the local backend."""
         return self.local_root / "s3" / self.bucket / key
+
+
+def _int_setting(get: Callable[[str], str | None], name: str, default: int) -> int:
+    text = get(name) or str(default)
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not an integer; set it to e.g. {default}") from None

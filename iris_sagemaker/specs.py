@@ -1,5 +1,5 @@
-"""Request bodies for SageMaker's CreateTrainingJob, CreateModel, CreateTransformJob and
-CreateEndpointConfig (pure).
+"""Request bodies for SageMaker's CreateTrainingJob, CreateHyperParameterTuningJob, CreateModel,
+CreateTransformJob and CreateEndpointConfig (pure).
 
 The one source of truth for what both orchestrators send: the Dagster assets and the Airflow DAG call
 these builders, and the local engine receives the same bodies SageMaker would.
@@ -32,7 +32,7 @@ class JobNames:
     transform_job: str
 
 
-def sagemaker_name(prefix: str, run_key: str) -> str:
+def sagemaker_name(prefix: str, run_key: str, limit: int = _NAME_MAX) -> str:
     """A valid SageMaker resource name (``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``) from a prefix and a key.
 
     Characters SageMaker refuses become '-', and an over-long key keeps its end (the distinctive part of
@@ -41,7 +41,7 @@ def sagemaker_name(prefix: str, run_key: str) -> str:
     key = _INVALID_NAME_CHARS.sub("-", run_key).strip("-")
     if not key:
         raise ValueError(f"run key {run_key!r} has no letters or digits to name a SageMaker job with")
-    room = _NAME_MAX - len(prefix) - 1
+    room = limit - len(prefix) - 1
     return f"{prefix}-{key[-room:].lstrip('-')}"
 
 
@@ -92,6 +92,66 @@ def training_job_request(
         },
         "RoleArn": settings.role_arn,
         "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_SECONDS},
+    }
+
+
+# Tuning k (README, "Tune k"): an integer range; the objective k-NN classifiers emit from their test channel.
+TUNED_K_MIN, TUNED_K_MAX = 1, 50
+TUNING_OBJECTIVE = {"Type": "Maximize", "MetricName": "test:accuracy"}
+TUNING_NAME_MAX = 32  # HyperParameterTuningJobName: {0,31} after the first character
+# Where a run keeps the data it tunes on (under its own folder, outside the transform's input prefix).
+TUNING_FIT_KEY = "iris/tuning-input/fit.csv"
+TUNING_VALIDATION_KEY = "iris/tuning-input/validation.csv"
+
+
+def tuning_job_name(run_key: str) -> str:
+    return sagemaker_name("tune-iris", run_key, limit=TUNING_NAME_MAX)
+
+
+def tuning_job_request(
+    settings: Settings,
+    name: str,
+    fit_key: str = TUNING_FIT_KEY,
+    validation_key: str = TUNING_VALIDATION_KEY,
+) -> dict[str, Any]:
+    """CreateHyperParameterTuningJob: the tutorial's training job with ``k`` tuned, trained on ``fit_key``
+    and scored on ``validation_key`` (its ``test`` channel), both carved from the training split."""
+    trial = training_job_request(settings, "trial", train_key=fit_key)
+    test_channel = {**trial["InputDataConfig"][0], "ChannelName": "test"}
+    test_channel["DataSource"] = {
+        "S3DataSource": {**test_channel["DataSource"]["S3DataSource"], "S3Uri": settings.uri(validation_key)}
+    }
+    static = {key: value for key, value in trial["HyperParameters"].items() if key != "k"}
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": settings.tuning_strategy,
+            "HyperParameterTuningJobObjective": dict(TUNING_OBJECTIVE),
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": settings.tuning_jobs,
+                "MaxParallelTrainingJobs": settings.tuning_parallel,
+            },
+            "ParameterRanges": {
+                "IntegerParameterRanges": [
+                    {
+                        "Name": "k",
+                        "MinValue": str(TUNED_K_MIN),
+                        "MaxValue": str(TUNED_K_MAX),
+                        "ScalingType": "Auto",
+                    }
+                ]
+            },
+            "TrainingJobEarlyStoppingType": "Off",
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": static,
+            "AlgorithmSpecification": trial["AlgorithmSpecification"],
+            "RoleArn": trial["RoleArn"],
+            "InputDataConfig": [trial["InputDataConfig"][0], test_channel],
+            "OutputDataConfig": {"S3OutputPath": settings.uri(f"{OUTPUT_PREFIX}/tuning")},
+            "ResourceConfig": trial["ResourceConfig"],
+            "StoppingCondition": trial["StoppingCondition"],
+        },
     }
 
 

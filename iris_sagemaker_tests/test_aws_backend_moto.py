@@ -26,7 +26,7 @@ from iris_sagemaker.settings import Settings
 
 BUCKET = "tutorial-bucket"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-UP_TO_MODEL = ["raw_iris", "train_csv", "test_csv", "knn_training_job", "knn_model"]
+UP_TO_MODEL = ["raw_iris", "train_csv", "test_csv", "knn_tuning_job", "knn_training_job", "knn_model"]
 
 
 @pytest.fixture()

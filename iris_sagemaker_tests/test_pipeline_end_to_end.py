@@ -1,4 +1,4 @@
-"""The seven assets, materialized for real on the local backend (embedded SageMaker, local bucket)."""
+"""The eight assets, materialized for real on the local backend (embedded SageMaker, local bucket)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def test_the_lineage_is_the_tutorials() -> None:
         "raw_iris": [],
         "train_csv": ["raw_iris"],
         "test_csv": ["raw_iris"],
-        "knn_training_job": ["train_csv"],
+        "knn_tuning_job": ["train_csv"],
+        "knn_training_job": ["knn_tuning_job", "train_csv"],
         "knn_model": ["knn_training_job"],
         "test_predictions": ["knn_model", "test_csv"],
         "knn_endpoint": ["knn_model", "test_csv", "test_predictions"],

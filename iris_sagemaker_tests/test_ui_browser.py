@@ -1,7 +1,7 @@
 """The Dagster UI in a real browser: what an operator sees after ``make dev``.
 
 Starts ``dagster dev`` (workspace.yaml, 127.0.0.1, a free port, a temporary DAGSTER_HOME and local backend
-folder), drives Debian's Chromium with Playwright, and checks the asset graph (seven assets, their lineage
+folder), drives Debian's Chromium with Playwright, and checks the asset graph (eight assets, their lineage
 edges), "Materialize all" (the run reaches SUCCESS), ``test_predictions``' page (accuracy, confusion
 matrix) and ``knn_endpoint``'s (the live endpoint's name, status, latency and agreement). Screenshots go
 to ``test-artifacts/ui/``.
@@ -49,6 +49,7 @@ ASSETS = (
     "raw_iris",
     "train_csv",
     "test_csv",
+    "knn_tuning_job",
     "knn_training_job",
     "knn_model",
     "test_predictions",
@@ -59,6 +60,8 @@ CORE_EDGES = {
     ("raw_iris", "train_csv"),
     ("raw_iris", "test_csv"),
     ("train_csv", "knn_training_job"),
+    ("train_csv", "knn_tuning_job"),
+    ("knn_tuning_job", "knn_training_job"),
     ("knn_training_job", "knn_model"),
     ("knn_model", "test_predictions"),
     ("test_csv", "test_predictions"),
@@ -584,7 +587,7 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
 ) -> None:
     page, dev = browser.page, dagster_dev
 
-    # 1. The global lineage page: the seven assets and the edges the code defines.
+    # 1. The global lineage page: the eight assets and the edges the code defines.
     page.goto(f"{dev.url}/asset-groups")
     # The guard works: a request off this machine (TEST-NET-3, never routed) is aborted, not sent.
     probe = "http://203.0.113.7/probe"
@@ -603,7 +606,7 @@ def test_asset_graph_materialize_all_and_scores_in_the_ui(
     )
     shot(page, "01-asset-graph")
 
-    # 2. "Materialize all" launches one run of the seven assets.
+    # 2. "Materialize all" launches one run of the eight assets.
     button = page.get_by_role("button", name=re.compile(r"Materialize all$"))
     expect(button).to_be_enabled()
     with page.expect_response(lambda r: "op=LaunchPipelineExecution" in r.url) as launched:

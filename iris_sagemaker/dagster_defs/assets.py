@@ -1,6 +1,7 @@
 # Dagster reads these functions' annotations at definition time: no `from __future__ import annotations`.
-"""The assets: raw_iris -> train_csv, test_csv -> knn_training_job -> knn_model -> test_predictions, and
-the tutorial's "next step", knn_endpoint (knn_model, test_csv, test_predictions -> knn_endpoint).
+"""The assets: raw_iris -> train_csv, test_csv; train_csv -> knn_tuning_job (k, tuned or the tutorial's) ->
+knn_training_job -> knn_model -> test_predictions, and the tutorial's "next step", knn_endpoint
+(knn_model, test_csv, test_predictions -> knn_endpoint).
 
 Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs``, job handling in
 ``sagemaker_steps``; the assets never ask which backend they run on.
@@ -23,7 +24,16 @@ from dagster import (
     multi_asset,
 )
 
-from iris_sagemaker import dataset, endpoint_steps, evaluation, plots, run_objects, sagemaker_steps, specs
+from iris_sagemaker import (
+    dataset,
+    endpoint_steps,
+    evaluation,
+    knn_tuning,
+    plots,
+    run_objects,
+    sagemaker_steps,
+    specs,
+)
 from iris_sagemaker.dagster_defs.checks import (
     accuracy_at_least_threshold,
     accuracy_result,
@@ -149,14 +159,88 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource, raw
 @asset(
     group_name=GROUP,
     kinds=KINDS,
+    metadata={KEY: "iris/dagster/knn_tuning_job.json"},
+    description="The hyperparameters training uses: k tuned by a SageMaker hyperparameter tuning job on a "
+    "validation split carved from train_csv (IRIS_SAGEMAKER_TUNE=true), else the tutorial's k = 3.",
+)
+def knn_tuning_job(
+    context: AssetExecutionContext, sagemaker: SageMakerResource, train_csv: pd.DataFrame
+) -> Output[dict]:
+    settings = sagemaker.settings
+    if not settings.tune:
+        k = specs.DEFAULT_HYPERPARAMETERS["k"]
+        context.log.info(f"tuning is off (IRIS_SAGEMAKER_TUNE=false): training uses the tutorial's k = {k}")
+        return Output(
+            {"tuned": False, "HyperParameters": {"k": k}},
+            metadata={"tuned": False, "k": int(k), "why": "IRIS_SAGEMAKER_TUNE is off: the tutorial's k"},
+        )
+    store, run = sagemaker.get_store(), run_key(context)
+    carved = knn_tuning.carve_validation(train_csv, seed=settings.split_seed)
+    fit_key = run_objects.scoped(specs.TUNING_FIT_KEY, run)
+    validation_key = run_objects.scoped(specs.TUNING_VALIDATION_KEY, run)
+    store.put_bytes(settings.bucket, fit_key, dataset.to_sagemaker_csv(carved.fit))
+    store.put_bytes(settings.bucket, validation_key, dataset.to_sagemaker_csv(carved.validation))
+    request = specs.tuning_job_request(settings, specs.tuning_job_name(run), fit_key, validation_key)
+    client = sagemaker.get_client()
+    description = knn_tuning.run_tuning_job(
+        client, request, sagemaker_steps.waiting_for(settings.is_local), log=context.log.info
+    )
+    chosen = knn_tuning.chosen_hyperparameters(description)
+    best = description["BestTrainingJob"]
+    table = knn_tuning.trials_table(knn_tuning.trials(client, request["HyperParameterTuningJobName"]))
+    metric = best["FinalHyperParameterTuningJobObjectiveMetric"]
+    context.log.info(
+        f"tuning chose k = {chosen['k']}: validation {metric['MetricName']} {metric['Value']:.4f} "
+        f"({best['TrainingJobName']}, best of {len(table)} training jobs)"
+    )
+    picture = plots.objective_svg(table, metric["MetricName"], int(chosen["k"]))
+    return Output(
+        {
+            "tuned": True,
+            "HyperParameters": chosen,
+            "HyperParameterTuningJobName": description["HyperParameterTuningJobName"],
+            "BestTrainingJob": sagemaker_steps.json_safe(best),
+        },
+        metadata={
+            "tuned": True,
+            "k": int(chosen["k"]),
+            "validation_accuracy": float(metric["Value"]),
+            "tuning_job_name": description["HyperParameterTuningJobName"],
+            "tuning_job_arn": description["HyperParameterTuningJobArn"],
+            "best_training_job": best["TrainingJobName"],
+            "strategy": request["HyperParameterTuningJobConfig"]["Strategy"],
+            "training_jobs": len(table),
+            "fit_rows": len(carved.fit),
+            "validation_rows": len(carved.validation),
+            "trials": MetadataValue.md(table.to_markdown(index=False)),
+            "objective_vs_k": MetadataValue.md(plots.markdown_image(picture, "validation accuracy by k")),
+        },
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds=KINDS,
     deps=["train_csv"],
     metadata={KEY: "iris/dagster/knn_training_job.json"},
-    description="The completed SageMaker training job of the built-in k-NN (DescribeTrainingJob).",
+    description="The completed SageMaker training job of the built-in k-NN (DescribeTrainingJob), with the "
+    "hyperparameters knn_tuning_job gives.",
 )
-def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResource) -> Output[dict]:
+def knn_training_job(
+    context: AssetExecutionContext, sagemaker: SageMakerResource, knn_tuning_job: dict
+) -> Output[dict]:
     settings = sagemaker.settings
     train_key = input_key(context, sagemaker, "train_csv", TRAIN_KEY)
-    request = specs.training_job_request(settings, job_names(context).training_job, train_key=train_key)
+    chosen = knn_tuning_job["HyperParameters"]
+    source = (
+        f"tuned by {knn_tuning_job['HyperParameterTuningJobName']}"
+        if knn_tuning_job.get("tuned")
+        else "the tutorial's (tuning off)"
+    )
+    context.log.info(f"training with k = {chosen['k']}, {source}")
+    request = specs.training_job_request(
+        settings, job_names(context).training_job, hyperparameters=chosen, train_key=train_key
+    )
     tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"])
     description = sagemaker_steps.run_training_job(
         sagemaker.get_client(),
@@ -170,6 +254,8 @@ def knn_training_job(context: AssetExecutionContext, sagemaker: SageMakerResourc
         metadata={
             "training_job_name": description["TrainingJobName"],
             "training_job_arn": description["TrainingJobArn"],
+            "k": int(description.get("HyperParameters", {}).get("k", chosen["k"])),
+            "k_source": source,
             "status": description["TrainingJobStatus"],
             "training_seconds": description.get("TrainingTimeInSeconds", 0),
             "billable_seconds": description.get("BillableTimeInSeconds", 0),

@@ -10,6 +10,7 @@ from iris_sagemaker.dagster_defs.assets import (
     knn_endpoint,
     knn_model,
     knn_training_job,
+    knn_tuning_job,
     raw_iris,
     split_iris,
     test_predictions,
@@ -39,7 +40,15 @@ def executor_for_environment() -> object:
 def build_definitions() -> Definitions:
     backend = SageMakerResource()
     return Definitions(
-        assets=[raw_iris, split_iris, knn_training_job, knn_model, test_predictions, knn_endpoint],
+        assets=[
+            raw_iris,
+            split_iris,
+            knn_tuning_job,
+            knn_training_job,
+            knn_model,
+            test_predictions,
+            knn_endpoint,
+        ],
         asset_checks=[online_matches_batch],
         jobs=[retrain_iris_knn],
         schedules=[weekly_retrain],

@@ -69,6 +69,21 @@ class SageMakerResource(ConfigurableResource):
         default=None,
         description="the endpoint's stable name (IRIS_SAGEMAKER_ENDPOINT_NAME), default iris-knn",
     )
+    tune: bool | None = Field(
+        default=None,
+        description="tune k with a hyperparameter tuning job before training (IRIS_SAGEMAKER_TUNE); "
+        "default no: the tutorial's k = 3",
+    )
+    tuning_jobs: int | None = Field(
+        default=None, description="training jobs per tuning job (IRIS_SAGEMAKER_TUNING_JOBS), default 20"
+    )
+    tuning_parallel: int | None = Field(
+        default=None,
+        description="training jobs at a time while tuning (IRIS_SAGEMAKER_TUNING_PARALLEL), default 4",
+    )
+    tuning_strategy: str | None = Field(
+        default=None, description="Bayesian (default) or Random (IRIS_SAGEMAKER_TUNING_STRATEGY)"
+    )
 
     _client: Any = PrivateAttr(default=None)
     _store: Any = PrivateAttr(default=None)
@@ -86,6 +101,10 @@ class SageMakerResource(ConfigurableResource):
             split_seed=self.split_seed,
             deploy_endpoint=self.deploy_endpoint,
             endpoint_name=self.endpoint_name,
+            tune=self.tune,
+            tuning_jobs=self.tuning_jobs,
+            tuning_parallel=self.tuning_parallel,
+            tuning_strategy=self.tuning_strategy,
         )
 
     def setup_for_execution(self, context: Any) -> None:

@@ -226,10 +226,11 @@ def _metric(summary: dict[str, Any]) -> float:
 
 
 def _best(summaries: list[dict[str, Any]], plan: TuningPlan) -> dict[str, Any] | None:
-    """The trial with the best objective (the earliest of equals), or None."""
+    """The trial with the best objective; among equals the first trial started (whatever order they
+    ended in, so that the choice does not depend on timing), or None."""
     best = None
     sign = 1.0 if plan.objective.maximize else -1.0
-    for summary in summaries:
+    for summary in sorted(summaries, key=lambda s: s["TrainingJobName"]):  # <tuning job>-<NNN>-...
         if summary.get("ObjectiveStatus") != "Succeeded":
             continue
         if best is None or sign * _metric(summary) > sign * _metric(best):

@@ -1,0 +1,101 @@
+"""Tuning k for the tutorial (README, "Tune k"): the validation split carved from the training split, the
+tuning job as a step (start or find, wait, stop when terminated: :mod:`.sagemaker_steps`), and reading what
+it chose. The same for both backends and both orchestrators; request bodies are :mod:`.specs`'.
+
+The held-out test split is never seen by tuning: its trials train on ``fit`` and are scored on
+``validation``, both cut from the training split, so the accuracy ``test_predictions`` reports stays an
+honest estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iris_sagemaker import sagemaker_steps
+from iris_sagemaker.sagemaker_steps import JobKind, Log, OnPoll, Waiting
+
+VALIDATION_FRACTION = 0.2
+TUNING_JOB = JobKind(
+    "hyperparameter tuning job",
+    "HyperParameterTuningJobName",
+    "HyperParameterTuningJobStatus",
+    "create_hyper_parameter_tuning_job",
+    "describe_hyper_parameter_tuning_job",
+)
+
+
+@dataclass(frozen=True)
+class Carved:
+    fit: pd.DataFrame
+    validation: pd.DataFrame
+
+
+def carve_validation(train: pd.DataFrame, seed: int, fraction: float = VALIDATION_FRACTION) -> Carved:
+    """Split the training rows (label first) into ``fit`` and ``validation``: seeded, per label, so every
+    class is in both when it has two rows or more."""
+    rng = np.random.default_rng(seed)
+    label = train.columns[0]
+    validation_rows: list[Any] = []
+    for _, rows in train.groupby(label, sort=True):
+        index = rng.permutation(rows.index.to_numpy())
+        take = min(len(index) - 1, max(1, round(len(index) * fraction)))  # a class of one row stays in fit
+        validation_rows.extend(index[:take])
+    chosen = train.index.isin(validation_rows)
+    carved = Carved(fit=train[~chosen], validation=train[chosen])
+    if carved.fit.empty or carved.validation.empty:
+        raise ValueError(
+            f"{len(train)} training rows cannot give both a fit and a validation set for tuning k; "
+            "tune with more data, or turn tuning off (IRIS_SAGEMAKER_TUNE=false)"
+        )
+    return carved
+
+
+def run_tuning_job(
+    client: Any, request: dict[str, Any], waiting: Waiting, log: Log = print, on_poll: OnPoll | None = None
+) -> dict[str, Any]:
+    """The tuning job of ``request``, Completed (a retry finds it: reused, waited for, or failed)."""
+    return sagemaker_steps.run_job(client, TUNING_JOB, request, waiting, log, on_poll)
+
+
+def trials(client: Any, name: str) -> list[dict[str, Any]]:
+    """Every training job of the tuning job (ListTrainingJobsForHyperParameterTuningJob, all pages)."""
+    out: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = client.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name, MaxResults=100, **({"NextToken": token} if token else {})
+        )
+        out.extend(page["TrainingJobSummaries"])
+        token = page.get("NextToken")
+        if not token:
+            return out
+
+
+def chosen_hyperparameters(description: dict[str, Any]) -> dict[str, str]:
+    """What the best training job was tuned to (``{"k": "7"}``)."""
+    best = description.get("BestTrainingJob")
+    if not best:
+        raise sagemaker_steps.SageMakerJobError(
+            f"hyperparameter tuning job {description['HyperParameterTuningJobName']} named no best training "
+            "job: none of its training jobs gave the objective metric"
+        )
+    return dict(best["TunedHyperParameters"])
+
+
+def trials_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial: its job, k, status and validation accuracy (empty when it gave none), by k."""
+    rows = [
+        {
+            "training_job": s["TrainingJobName"],
+            "k": int(s["TunedHyperParameters"]["k"]),
+            "status": s["TrainingJobStatus"],
+            "validation_accuracy": (s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value"),
+        }
+        for s in summaries
+    ]
+    table = pd.DataFrame(rows, columns=["training_job", "k", "status", "validation_accuracy"])
+    return table.sort_values(["k", "training_job"], kind="stable").reset_index(drop=True)
