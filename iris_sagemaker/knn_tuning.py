@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iris_sagemaker import sagemaker_steps
+from iris_sagemaker import dataset, run_objects, sagemaker_steps, specs
 from iris_sagemaker.sagemaker_steps import JobKind, Log, OnPoll, Waiting
 
 VALIDATION_FRACTION = 0.2
@@ -32,6 +32,16 @@ TUNING_JOB = JobKind(
 class Carved:
     fit: pd.DataFrame
     validation: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class TuningData:
+    """Where one run's tuning data lives (under its own folder), and how many rows each set holds."""
+
+    fit_key: str
+    validation_key: str
+    fit_rows: int
+    validation_rows: int
 
 
 def carve_validation(train: pd.DataFrame, seed: int, fraction: float = VALIDATION_FRACTION) -> Carved:
@@ -52,6 +62,17 @@ def carve_validation(train: pd.DataFrame, seed: int, fraction: float = VALIDATIO
             "tune with more data, or turn tuning off (IRIS_SAGEMAKER_TUNE=false)"
         )
     return carved
+
+
+def write_tuning_data(store: Any, bucket: str, train: pd.DataFrame, run: str, seed: int) -> TuningData:
+    """Carve the validation set from the run's training rows and write both sets to the run's folder (the
+    Dagster asset and the Airflow task alike)."""
+    carved = carve_validation(train, seed)
+    fit_key = run_objects.scoped(specs.TUNING_FIT_KEY, run)
+    validation_key = run_objects.scoped(specs.TUNING_VALIDATION_KEY, run)
+    store.put_bytes(bucket, fit_key, dataset.to_sagemaker_csv(carved.fit))
+    store.put_bytes(bucket, validation_key, dataset.to_sagemaker_csv(carved.validation))
+    return TuningData(fit_key, validation_key, len(carved.fit), len(carved.validation))
 
 
 def run_tuning_job(

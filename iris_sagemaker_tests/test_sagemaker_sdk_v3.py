@@ -8,6 +8,8 @@ Flows, each in its own test:
   (c) ``sagemaker.core.resources`` TransformJob: create, wait, read the output
   (d) ``sagemaker.serve.ModelBuilder``: build and deploy the trained artifact, invoke, delete
   (e) the aws CLI v1: ``aws logs filter-log-events`` on the training job's log
+  (f) ``sagemaker.train.tuner.HyperparameterTuner`` over a ``ModelTrainer``: tunes k-NN's ``k`` on
+      ``test:accuracy``, several trials at once, and reads the trials back through ``analytics()``
 
 They run in .venv-sdk (``make sdk-test``, part of ``make test``): v3 cannot share a venv with v2 (both import
 as ``sagemaker``; test_sagemaker_sdk_v2.py runs in .venv-sdk2). One server for the module: sagemaker-core
@@ -37,7 +39,8 @@ if sdk_major_version() != 3:  # absent, or v2 (which imports as `sagemaker` too)
 import boto3
 from botocore.exceptions import ClientError
 from sagemaker.core import image_uris
-from sagemaker.core.resources import Endpoint, EndpointConfig, Model, TransformJob
+from sagemaker.core.parameter import IntegerParameter
+from sagemaker.core.resources import Endpoint, EndpointConfig, Model, TrainingJob, TransformJob
 from sagemaker.core.shapes import (
     ContainerDefinition,
     ProductionVariant,
@@ -49,6 +52,7 @@ from sagemaker.core.shapes import (
 )
 from sagemaker.core.training.configs import Compute, InputData
 from sagemaker.train import ModelTrainer
+from sagemaker.train.tuner import HyperparameterTuner
 
 from iris_sagemaker.serve.process import ServerProcess, start_server
 
@@ -363,3 +367,122 @@ def test_e_aws_cli_filter_log_events_prints_the_training_log(env, trained: Train
     assert f"read {len(trained.train_x)} rows (sampled {len(trained.train_x)})" in messages
     assert f"wrote {trained.artifact}" in messages
     assert [e["timestamp"] for e in ours] == sorted(e["timestamp"] for e in ours)
+
+
+# ---- (f) sagemaker.train.tuner.HyperparameterTuner ------------------------------------------------------
+
+TUNING_JOBS = 6
+TUNING_PARALLEL = 3
+
+
+def _record_operations(patch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every AWS operation any botocore client in this process sends, as (service, operation), in order.
+    It only watches: each call goes through unchanged."""
+    import botocore.client
+
+    sent: list[tuple[str, str]] = []
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client, operation_name, api_params):
+        sent.append((client.meta.service_model.service_name, operation_name))
+        return make_api_call(client, operation_name, api_params)
+
+    patch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    return sent
+
+
+def test_f_hyperparameter_tuner_tunes_k_over_a_model_trainer(env) -> None:
+    """The SDK's own tuner, as its docs use it: a ModelTrainer with the k-NN image and static
+    hyperparameters, an IntegerParameter range for ``k``, the objective k-NN emits from its ``test``
+    channel, ``tune(wait=True)`` (DescribeHyperParameterTuningJob every 5 s, the SDK's poll), then
+    ``best_training_job()`` and ``analytics()``. Every trial's objective, and the best one's, must equal an
+    independent brute-force k-NN's accuracy for its ``k``."""
+    from sagemaker.core.helper.session_helper import Session
+
+    bucket = Session().default_bucket()
+    train_x, train_y, test_x, test_y = iris()
+    s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket=bucket, Key="iris-tune-v3/train/train.csv", Body=_csv(np.column_stack([train_y, train_x]))
+    )
+    s3.put_object(
+        Bucket=bucket, Key="iris-tune-v3/test/test.csv", Body=_csv(np.column_stack([test_y, test_x]))
+    )
+    with pytest.MonkeyPatch.context() as patch:  # recording only while the SDK works
+        sent = _record_operations(patch)
+        trainer = ModelTrainer(
+            training_image=image_uris.retrieve("knn", REGION),
+            role=ROLE,
+            compute=Compute(instance_type=INSTANCE, instance_count=1),
+            hyperparameters={
+                "feature_dim": 4,
+                "k": K,
+                "predictor_type": "classifier",
+                "sample_size": len(train_x),
+            },
+        )
+        tuner = HyperparameterTuner(
+            model_trainer=trainer,
+            objective_metric_name="test:accuracy",
+            objective_type="Maximize",
+            hyperparameter_ranges={"k": IntegerParameter(1, 40)},
+            max_jobs=TUNING_JOBS,
+            max_parallel_jobs=TUNING_PARALLEL,
+            base_tuning_job_name="iris-knn-v3",
+            random_seed=7,  # the same trials every run
+        )
+        tuner.tune(
+            inputs=[
+                InputData(
+                    channel_name=channel,
+                    data_source=f"s3://{bucket}/iris-tune-v3/{channel}/",
+                    content_type="text/csv",
+                )
+                for channel in ("train", "test")
+            ],
+            wait=True,
+        )
+        best_name = tuner.best_training_job()
+        described = tuner.describe()
+        trials = tuner.analytics().dataframe()
+
+    shown = trials.drop(columns=["TrainingStartTime", "TrainingEndTime"]).to_string()
+    assert described.hyper_parameter_tuning_job_status == "Completed", described.failure_reason
+    assert described.training_job_status_counters.completed == TUNING_JOBS, shown
+    assert described.objective_status_counters.succeeded == TUNING_JOBS
+    assert len(trials) == TUNING_JOBS
+    assert (trials["TrainingJobStatus"] == "Completed").all()
+    for k, value in zip(trials["k"], trials["FinalObjectiveValue"], strict=True):
+        accuracy = np.mean(brute_force_knn(train_x, train_y, test_x, int(k)) == test_y)
+        assert value == pytest.approx(accuracy, abs=1e-6), f"k={k}\n{shown}"
+    # Never more trials at once than allowed: at any trial's start, count the trials running then.
+    spans = list(zip(trials["TrainingStartTime"], trials["TrainingEndTime"], strict=True))
+    assert max(sum(s <= start < e for s, e in spans) for start, _ in spans) <= TUNING_PARALLEL, trials
+
+    best = described.best_training_job
+    assert best.training_job_name == best_name
+    best_value = best.final_hyper_parameter_tuning_job_objective_metric.value
+    assert best_value == trials["FinalObjectiveValue"].max()
+    assert best_name in set(trials.loc[trials["FinalObjectiveValue"] == best_value, "TrainingJobName"])
+    best_k = int(best.tuned_hyper_parameters["k"])
+    assert best_value == pytest.approx(
+        np.mean(brute_force_knn(train_x, train_y, test_x, best_k) == test_y), abs=1e-6
+    )
+    job = TrainingJob.get(training_job_name=best_name)  # an ordinary training job of the tuning job
+    assert job.tuning_job_arn == described.hyper_parameter_tuning_job_arn
+    assert job.hyper_parameters == {
+        "feature_dim": "4",
+        "k": str(best_k),
+        "predictor_type": "classifier",
+        "sample_size": str(len(train_x)),
+    }
+    assert job.model_artifacts.s3_model_artifacts.endswith(f"/{best_name}/output/model.tar.gz")
+
+    # What the tuner sent to SageMaker (besides the role check, IAM, and its default bucket, S3).
+    sagemaker_ops = [operation for service, operation in sent if service == "sagemaker"]
+    assert sagemaker_ops[0] == "CreateHyperParameterTuningJob"
+    assert set(sagemaker_ops) == {
+        "CreateHyperParameterTuningJob",
+        "DescribeHyperParameterTuningJob",
+        "ListTrainingJobsForHyperParameterTuningJob",
+    }, sent

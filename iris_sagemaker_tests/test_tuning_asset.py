@@ -119,7 +119,8 @@ def test_tuning_is_resource_config_too() -> None:
     """What the launchpad sets (the sagemaker resource's config) overrides the environment."""
     from iris_sagemaker.dagster_defs.resources import SageMakerResource
 
-    settings = SageMakerResource(tune=True, tuning_jobs=5, tuning_parallel=2, tuning_strategy="Random").settings
+    resource = SageMakerResource(tune=True, tuning_jobs=5, tuning_parallel=2, tuning_strategy="Random")
+    settings = resource.settings
     assert (settings.tune, settings.tuning_jobs, settings.tuning_parallel) == (True, 5, 2)
     assert settings.tuning_strategy == "Random"
     with pytest.raises(SettingsError, match="IRIS_SAGEMAKER_TUNING_PARALLEL=0"):

@@ -174,13 +174,13 @@ def knn_tuning_job(
             {"tuned": False, "HyperParameters": {"k": k}},
             metadata={"tuned": False, "k": int(k), "why": "IRIS_SAGEMAKER_TUNE is off: the tutorial's k"},
         )
-    store, run = sagemaker.get_store(), run_key(context)
-    carved = knn_tuning.carve_validation(train_csv, seed=settings.split_seed)
-    fit_key = run_objects.scoped(specs.TUNING_FIT_KEY, run)
-    validation_key = run_objects.scoped(specs.TUNING_VALIDATION_KEY, run)
-    store.put_bytes(settings.bucket, fit_key, dataset.to_sagemaker_csv(carved.fit))
-    store.put_bytes(settings.bucket, validation_key, dataset.to_sagemaker_csv(carved.validation))
-    request = specs.tuning_job_request(settings, specs.tuning_job_name(run), fit_key, validation_key)
+    run = run_key(context)
+    data = knn_tuning.write_tuning_data(
+        sagemaker.get_store(), settings.bucket, train_csv, run, settings.split_seed
+    )
+    request = specs.tuning_job_request(
+        settings, specs.tuning_job_name(run), data.fit_key, data.validation_key
+    )
     client = sagemaker.get_client()
     description = knn_tuning.run_tuning_job(
         client, request, sagemaker_steps.waiting_for(settings.is_local), log=context.log.info
@@ -210,8 +210,8 @@ def knn_tuning_job(
             "best_training_job": best["TrainingJobName"],
             "strategy": request["HyperParameterTuningJobConfig"]["Strategy"],
             "training_jobs": len(table),
-            "fit_rows": len(carved.fit),
-            "validation_rows": len(carved.validation),
+            "fit_rows": data.fit_rows,
+            "validation_rows": data.validation_rows,
             "trials": MetadataValue.md(table.to_markdown(index=False)),
             "objective_vs_k": MetadataValue.md(plots.markdown_image(picture, "validation accuracy by k")),
         },

@@ -81,11 +81,15 @@ class DagLayout:
         return {"AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder), "PYTHONPATH": self.pythonpath}
 
 
-def dag_layout(archive: Path, dag_file: str, into: Path) -> DagLayout:
+def dag_layout(archive: Path, dag_file: str, into: Path, driver: Path | None = None) -> DagLayout:
     """Extract ``tests/system/amazon/aws/<dag_file>`` into ``into/dags`` and the package ``system`` (its
-    ``__init__`` files and ``amazon/aws/utils/``) into ``into/lib``, byte for byte."""
+    ``__init__`` files and ``amazon/aws/utils/``) into ``into/lib``, byte for byte.
+
+    With ``driver`` (a DAG file of ours that imports the system test as a module), the system test goes into
+    ``into/lib`` instead, importable but never parsed as a DAG file, and ``driver`` alone into ``into/dags``.
+    """
     dags, lib = into / "dags", into / "lib"
-    wanted = {f"amazon/aws/{dag_file}": dags / dag_file}
+    wanted = {f"amazon/aws/{dag_file}": (lib if driver else dags) / dag_file}
     wanted.update({init: lib / "system" / init for init in _PACKAGE_INITS})
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
@@ -104,4 +108,7 @@ def dag_layout(archive: Path, dag_file: str, into: Path) -> DagLayout:
             target.write_bytes(source.read())
     if wanted:
         raise LookupError(f"{archive.name} has no {', '.join(f'{_SYSTEM}/{k}' for k in wanted)}")
+    if driver is not None:
+        dags.mkdir(parents=True, exist_ok=True)
+        (dags / driver.name).write_bytes(driver.read_bytes())
     return DagLayout(dags, os.pathsep.join([str(lib), str(SHIMS)]))
