@@ -16,16 +16,9 @@ import numpy as np
 import pandas as pd
 
 from iris_sagemaker import dataset, run_objects, sagemaker_steps, specs
-from iris_sagemaker.sagemaker_steps import JobKind, Log, OnPoll, Waiting
+from iris_sagemaker.sagemaker_steps import TUNING_JOB, Log, OnPoll, Waiting
 
 VALIDATION_FRACTION = 0.2
-TUNING_JOB = JobKind(
-    "hyperparameter tuning job",
-    "HyperParameterTuningJobName",
-    "HyperParameterTuningJobStatus",
-    "create_hyper_parameter_tuning_job",
-    "describe_hyper_parameter_tuning_job",
-)
 
 
 @dataclass(frozen=True)

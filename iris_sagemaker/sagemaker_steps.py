@@ -16,6 +16,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 TERMINAL_FAILURES = ("Failed", "Stopped")
+# How Describe* says a job does not exist: training and transform jobs ValidationException, tuning jobs
+# ResourceNotFound.
+NOT_FOUND_CODES = ("ValidationException", "ResourceNotFound")
 # S3 timestamps have one-second resolution; allow for that and small clock skew.
 STALE_TOLERANCE = dt.timedelta(seconds=5)
 Log = Callable[[str], None]
@@ -141,6 +144,13 @@ TRANSFORM_JOB = JobKind(
     "TransformJobStatus",
     "create_transform_job",
     "describe_transform_job",
+)
+TUNING_JOB = JobKind(
+    "hyperparameter tuning job",
+    "HyperParameterTuningJobName",
+    "HyperParameterTuningJobStatus",
+    "create_hyper_parameter_tuning_job",
+    "describe_hyper_parameter_tuning_job",
 )
 
 

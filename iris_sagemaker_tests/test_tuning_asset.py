@@ -35,7 +35,7 @@ def test_a_full_materialization_tunes_k_and_trains_with_it(monkeypatch: pytest.M
     assert tuned["tuned"] is True
     metadata = result.asset_materializations_for_node("knn_tuning_job")[0].metadata
     k = metadata["k"].value
-    assert tuned["HyperParameters"] == {"k": str(k)} and 1 <= k <= 50
+    assert tuned["HyperParameters"] == {"k": str(k)} and 1 <= k <= 20
     assert metadata["training_jobs"].value == 8
     assert metadata["trials"].value.count("| tune-iris-") == 8
     assert metadata["objective_vs_k"].value.startswith(

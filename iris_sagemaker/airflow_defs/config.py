@@ -36,6 +36,11 @@ ROLE_TEMPLATE = "{{ iris_settings().role_arn }}"
 TRAINING_JOB_TEMPLATE = "{{ iris_job_names(run_id).training_job }}"
 MODEL_TEMPLATE = "{{ iris_job_names(run_id).model }}"
 TRANSFORM_JOB_TEMPLATE = "{{ iris_job_names(run_id).transform_job }}"
+MACROS_TUNING_JOB = "iris_tuning_job_name"
+TUNING_JOB_TEMPLATE = "{{ iris_tuning_job_name(run_id) }}"
+TUNED_K_TEMPLATE = (
+    "{{ ti.xcom_pull(task_ids='tune_model')['Tuning']['BestTrainingJob']['TunedHyperParameters']['k'] }}"
+)
 MODEL_DATA_URL_TEMPLATE = (
     "{{ ti.xcom_pull(task_ids='train_model')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}"
 )
@@ -119,19 +124,20 @@ def endpoint_config_name(run_id: str) -> str:
 def templated_scoped(key: str) -> str:
     """A tutorial key in the run's own folder, as Jinja: ``iris/runs/{{ iris_run_folder(run_id) }}/X``
     (``run_objects.scoped`` rendered per run)."""
-    return f"{RUNS_PREFIX}{RUN_FOLDER_TEMPLATE}/{key[len(ROOT):]}"
+    return f"{RUNS_PREFIX}{RUN_FOLDER_TEMPLATE}/{key[len(ROOT) :]}"
 
 
 # --- requests (the provider operators' configs, in both modes) --------------------------------------
 
 
 def operator_configs(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The pipeline's three operator configs: the shared builders' bodies with Jinja where a value is
-    per run."""
+    """The pipeline's operator configs: the shared builders' bodies with Jinja where a value is per run.
+    With ``settings.tune``, a tuning job's too, and training takes its best k."""
     templated = templated_settings(settings)
-    return {
+    tuned = {"k": TUNED_K_TEMPLATE} if settings.tune else None
+    configs = {
         "training": specs.training_job_request(
-            templated, TRAINING_JOB_TEMPLATE, train_key=templated_scoped(TUTORIAL_KEYS.train)
+            templated, TRAINING_JOB_TEMPLATE, tuned, train_key=templated_scoped(TUTORIAL_KEYS.train)
         ),
         "model": specs.model_request(templated, MODEL_TEMPLATE, MODEL_DATA_URL_TEMPLATE),
         "transform": specs.transform_job_request(
@@ -142,6 +148,14 @@ def operator_configs(settings: Settings) -> dict[str, dict[str, Any]]:
             output_prefix=templated_scoped(TUTORIAL_KEYS.output_prefix),
         ),
     }
+    if settings.tune:
+        configs["tuning"] = specs.tuning_job_request(
+            templated,
+            TUNING_JOB_TEMPLATE,
+            fit_key=templated_scoped(specs.TUNING_FIT_KEY),
+            validation_key=templated_scoped(specs.TUNING_VALIDATION_KEY),
+        )
+    return configs
 
 
 def deploy_configs(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -165,4 +179,5 @@ def macros() -> dict[str, Callable[..., Any]]:
         MACROS_JOB_NAMES: job_names,
         MACROS_RUN_FOLDER: run_folder,
         MACROS_ENDPOINT_CONFIG: endpoint_config_name,
+        MACROS_TUNING_JOB: specs.tuning_job_name,
     }

@@ -29,12 +29,14 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointConfigOperator,
     SageMakerEndpointOperator,
     SageMakerModelOperator,
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
+    SageMakerTuningOperator,
     serialize,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
@@ -47,6 +49,7 @@ from iris_sagemaker.sagemaker_steps import (
     TERMINAL_FAILURES,
     TRAINING_JOB,
     TRANSFORM_JOB,
+    TUNING_JOB,
     JobKind,
     SageMakerJobError,
 )
@@ -61,11 +64,12 @@ def _provider_execute(cls: type, operator: Any, context: Any) -> Any:
 
 
 def _describe_or_none(describe: Callable[[str], dict[str, Any]], name: str) -> dict[str, Any] | None:
-    """A Describe* call, or None when SageMaker says there is no such resource (ValidationException)."""
+    """A Describe* call, or None when SageMaker says there is no such resource (ValidationException; for a
+    tuning job, ResourceNotFound)."""
     try:
         return describe(name)
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "ValidationException":
+        if err.response.get("Error", {}).get("Code") in sagemaker_steps.NOT_FOUND_CODES:
             return None
         raise
 
@@ -257,6 +261,32 @@ class IrisTransformOperator(_JobOperatorMixin, SageMakerTransformOperator):
 
     execute = _JobOperatorMixin.execute
     execute_complete = _JobOperatorMixin.execute_complete
+
+
+class _TuningHook(SageMakerHook):
+    """The provider's hook, also answering to boto3's name for its tuning describe: the retry contract looks
+    a job's describe up by its kind's boto3 name (``describe_hyper_parameter_tuning_job``)."""
+
+    def describe_hyper_parameter_tuning_job(self, name: str) -> dict[str, Any]:
+        return self.describe_tuning_job(name)
+
+
+class IrisTuningOperator(_JobOperatorMixin, SageMakerTuningOperator):
+    """``SageMakerTuningOperator`` with the project's retry contract: a tuning job found under its name is
+    reused (Completed), waited for (InProgress), or fails the task for good (Failed, Stopped)."""
+
+    kind, job_type, result_key, provider = TUNING_JOB, "Tuning", "Tuning", SageMakerTuningOperator
+    aws_hook_class = _TuningHook
+
+    def __init__(self, *, max_attempts: int = 60, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_attempts = max_attempts  # the provider's tuning operator has none: the trigger's polls
+
+    execute = _JobOperatorMixin.execute
+    execute_complete = _JobOperatorMixin.execute_complete
+
+    def serialize_result(self, job_name: str) -> dict[str, dict[str, Any]]:
+        return {"Tuning": serialize(self.hook.describe_tuning_job(job_name))}
 
 
 class IrisModelOperator(_LocalServerMixin, SageMakerModelOperator):

@@ -1,5 +1,6 @@
 """The Airflow mirror of the asset graph: ``data_prep >> train_model >> create_model >> test_model >>
-score_predictions`` (Airflow 2.11 and 3.x).
+score_predictions`` (Airflow 2.11 and 3.x), with ``tune_model`` before ``train_model`` when tuning is on
+(``IRIS_SAGEMAKER_TUNE``; README, "Tune k").
 
 One body in both modes: ``train_model``, ``create_model`` and ``test_model`` are the Amazon provider's
 SageMaker operators (thin subclasses: ``operators``), their configs built by ``specs`` like the assets'
@@ -24,6 +25,7 @@ import datetime as dt
 import importlib
 import math
 import sys
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -73,17 +75,24 @@ def operator_settings(backend: str | None, deferrable: bool | None, aws_conn_id:
 
 
 def build_dag(
-    backend: str | None = None, deferrable: bool | None = None, aws_conn_id: str | None = None
+    backend: str | None = None,
+    deferrable: bool | None = None,
+    aws_conn_id: str | None = None,
+    tune: bool | None = None,
 ) -> DAG:
-    """The pipeline DAG for ``backend`` (default ``IRIS_SAGEMAKER_BACKEND``, else local)."""
+    """The pipeline DAG for ``backend`` (default ``IRIS_SAGEMAKER_BACKEND``, else local). ``tune`` (default
+    ``IRIS_SAGEMAKER_TUNE``, off) puts ``tune_model`` before ``train_model``, which then trains with its k."""
     from iris_sagemaker.airflow_defs.operators import (  # the provider: imported to build, not to parse
         IrisModelOperator,
         IrisTrainingOperator,
         IrisTransformOperator,
+        IrisTuningOperator,
     )
 
     shared = operator_settings(backend, deferrable, aws_conn_id)
     settings, common, waiting = shared["settings"], shared["common"], shared["waiting"]
+    if tune is not None:
+        settings = replace(settings, tune=tune)
     configs = config.operator_configs(settings)
     # The provider's trigger gives up after max_attempts polls (default 60: a minute locally, half an hour
     # on AWS); wait as long as the blocking path does, MaxRuntimeInSeconds plus SageMaker's setup time.
@@ -113,6 +122,11 @@ def build_dag(
             task_id="test_model", config=configs["transform"], **jobs_waiting, **common
         )
         score = _score(common["aws_conn_id"])
+        if settings.tune:  # the provider's tuning operator, on a validation split data_prep carved
+            tuning = IrisTuningOperator(
+                task_id="tune_model", config=configs["tuning"], **jobs_waiting, **common
+            )
+            prep >> tuning >> train
         prep >> train >> model >> transform >> score
     return dag
 

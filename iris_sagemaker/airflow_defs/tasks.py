@@ -20,7 +20,15 @@ from typing import Any
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from iris_sagemaker import dataset, endpoint_steps, evaluation, run_objects, sagemaker_steps, specs
+from iris_sagemaker import (
+    dataset,
+    endpoint_steps,
+    evaluation,
+    knn_tuning,
+    run_objects,
+    sagemaker_steps,
+    specs,
+)
 from iris_sagemaker.airflow_defs.config import resolve_settings
 from iris_sagemaker.airflow_defs.connection import ensure_connection
 from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, TEST_KEY, TEST_LABELS_KEY, Settings
@@ -93,6 +101,10 @@ def data_prep(settings: Settings, store: ObjectStore, run_id: str, log: Log = lo
     store.put_bytes(bucket, keys.train, dataset.to_sagemaker_csv(parts.train))
     store.put_bytes(bucket, keys.labels, parts.test_labels.to_frame().to_csv(index=False).encode())
     store.put_bytes(bucket, keys.test, dataset.to_sagemaker_csv(parts.test_features))
+    tuning = {}
+    if settings.tune:  # tune_model's data: carved from the training rows, as knn_tuning_job does
+        data = knn_tuning.write_tuning_data(store, bucket, parts.train, run_id, settings.split_seed)
+        tuning = {"fit_uri": settings.uri(data.fit_key), "validation_uri": settings.uri(data.validation_key)}
     log(
         f"read {len(frame)} rows from {source}; wrote {len(parts.train)} train / {len(parts.test_features)} "
         f"test rows to {store.describe()}, under {settings.uri(keys.raw.rpartition('/raw/')[0])}/"
@@ -106,6 +118,7 @@ def data_prep(settings: Settings, store: ObjectStore, run_id: str, log: Log = lo
         "train_uri": settings.uri(keys.train),
         "test_uri": settings.uri(keys.test),
         "labels_uri": settings.uri(keys.labels),
+        **tuning,
     }
 
 
