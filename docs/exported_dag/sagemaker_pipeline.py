@@ -108,7 +108,7 @@ class JobNames:
     transform_job: str
 
 
-def sagemaker_name(prefix: str, run_key: str) -> str:
+def sagemaker_name(prefix: str, run_key: str, limit: int = _NAME_MAX) -> str:
     """A valid SageMaker resource name (``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``) from a prefix and a key.
 
     Characters SageMaker refuses become '-', and an over-long key keeps its end (the distinctive part of
@@ -117,7 +117,7 @@ def sagemaker_name(prefix: str, run_key: str) -> str:
     key = _INVALID_NAME_CHARS.sub("-", run_key).strip("-")
     if not key:
         raise ValueError(f"run key {run_key!r} has no letters or digits to name a SageMaker job with")
-    room = _NAME_MAX - len(prefix) - 1
+    room = limit - len(prefix) - 1
     return f"{prefix}-{key[-room:].lstrip('-')}"
 
 
