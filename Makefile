@@ -80,7 +80,8 @@ test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSE
 AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/test_airflow_runs.py \
   iris_sagemaker_tests/test_airflow_export.py iris_sagemaker_tests/test_airflow_connection.py \
   iris_sagemaker_tests/test_airflow_retries.py iris_sagemaker_tests/test_provider_system_tests.py \
-  iris_sagemaker_tests/test_airflow_tuning.py
+  iris_sagemaker_tests/test_airflow_tuning.py \
+  iris_sagemaker_tests/test_airflow_cancellation.py
 AF3_VENV := .venv-airflow3
 AF3_STAMP := $(AF3_VENV)/.installed
 

@@ -6,26 +6,42 @@ endpoint to the new model instead of leaving a trail of endpoints. Retries are s
 serving the same model is reused, and an endpoint already on the wanted config is simply waited for.
 A failed update leaves the previous model serving (as SageMaker does) and fails the step with the
 reason.
+
+A step terminated while it waits for its deployment (:func:`stopped_deployment_on_termination`) undoes
+what it started where SageMaker allows: an endpoint it is creating is deleted (SageMaker has no way to
+cancel a CreateEndpoint but DeleteEndpoint, and an endpoint bills while it exists); an update cannot be
+cancelled at all, so it goes on, and the log says how to roll back. An endpoint that is already InService
+is left alone, like a job that already ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from iris_sagemaker import specs
-from iris_sagemaker.sagemaker_steps import Log, OnPoll, SageMakerJobError, Waiting, wait_for_status
+from iris_sagemaker.sagemaker_steps import (
+    TERMINATED,
+    Log,
+    OnPoll,
+    SageMakerJobError,
+    Waiting,
+    is_termination,
+    wait_for_status,
+)
 
 SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 # Endpoints take minutes on AWS (instances, image, model); give up on waiting after an hour.
-LOCAL_ENDPOINT_WAITING = Waiting(first=0.01, max_interval=0.1, timeout=600.0)
-AWS_ENDPOINT_WAITING = Waiting(first=10.0, max_interval=30.0, timeout=3600.0)
+LOCAL_ENDPOINT_WAITING = Waiting(first=0.01, max_interval=0.1, timeout=600.0, stop_timeout=60.0)
+AWS_ENDPOINT_WAITING = Waiting(first=10.0, max_interval=30.0, timeout=3600.0, stop_timeout=300.0)
+CREATE, UPDATE = "create", "update"
 LATENCY_ROWS = 200  # one-row requests timed for the latency figures
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # the rest go in requests under InvokeEndpoint's 6 MB
 
@@ -92,15 +108,19 @@ def deploy(
         _wait_deleted(client, endpoint_name, waiting)
         current = None
     previous = current["EndpointConfigName"] if current is not None else None
-    if current is None:
-        client.create_endpoint(**specs.endpoint_request(endpoint_name, config_name))
-        log(f"creating endpoint {endpoint_name} with endpoint config {config_name}")
-    elif previous == config_name:
-        log(f"endpoint {endpoint_name} already serves endpoint config {config_name} (a retry): using it")
-    else:
-        client.update_endpoint(**specs.endpoint_request(endpoint_name, config_name))
-        log(f"updating endpoint {endpoint_name} from endpoint config {previous} to {config_name}")
-    described = _settle(client, endpoint_name, waiting, log, on_poll)
+    action = CREATE if current is None else None if previous == config_name else UPDATE
+    with stopped_deployment_on_termination(
+        client, endpoint_name, config_name, action, previous, log, waiting.stop_timeout
+    ):
+        if action == CREATE:
+            client.create_endpoint(**specs.endpoint_request(endpoint_name, config_name))
+            log(f"creating endpoint {endpoint_name} with endpoint config {config_name}")
+        elif action == UPDATE:
+            client.update_endpoint(**specs.endpoint_request(endpoint_name, config_name))
+            log(f"updating endpoint {endpoint_name} from endpoint config {previous} to {config_name}")
+        else:
+            log(f"endpoint {endpoint_name} already serves endpoint config {config_name} (a retry): using it")
+        described = _settle(client, endpoint_name, waiting, log, on_poll)
     if described is None:
         raise SageMakerJobError(f"endpoint {endpoint_name} was deleted while it was being deployed")
     if described["EndpointStatus"] == "Failed":
@@ -113,6 +133,97 @@ def deploy(
             f"serves endpoint config {described['EndpointConfigName']}"
         )
     return described
+
+
+@contextlib.contextmanager
+def stopped_deployment_on_termination(
+    client: Any,
+    endpoint_name: str,
+    config_name: str,
+    action: str | None,
+    previous: str | None,
+    log: Log = print,
+    timeout: float = 60.0,
+    why: str = TERMINATED,
+) -> Iterator[None]:
+    """Around a deployment's create-or-update and its wait: a termination (``is_termination``) undoes what
+    ``action`` (CREATE, UPDATE, or None: nothing started) started, as far as SageMaker allows
+    (:func:`stop_deployment`), then goes on. Exceptions pass untouched."""
+    try:
+        yield
+    except BaseException as err:
+        if is_termination(err) and action is not None:
+            try:
+                stop_deployment(client, endpoint_name, config_name, action, previous, log, timeout, why)
+            except Exception as problem:  # never mask the termination
+                log(f"could not undo the deployment of endpoint {endpoint_name}: {problem}")
+            except BaseException as again:  # a second interrupt ends the wait
+                if not is_termination(again):
+                    raise
+                log(f"stopped waiting for endpoint {endpoint_name} (interrupted again)")
+        raise
+
+
+def stop_deployment(
+    client: Any,
+    endpoint_name: str,
+    config_name: str,
+    action: str,
+    previous: str | None,
+    log: Log = print,
+    timeout: float = 60.0,
+    why: str = TERMINATED,
+) -> str | None:
+    """Undo a deployment this step started and had not seen through; the endpoint's status afterwards
+    (None: there is none).
+
+    CREATE: the endpoint, still Creating on ``config_name``, is deleted (waited for up to ``timeout`` s);
+    one already InService or Failed is left as it is. UPDATE: SageMaker cannot cancel an update; it is
+    left to finish, and the log names the config to roll back to (``previous``).
+    """
+    current = describe_endpoint(client, endpoint_name)
+    if current is None:
+        log(f"{why}: endpoint {endpoint_name} was not created, nothing to stop")
+        return None
+    status = current["EndpointStatus"]
+    if action == UPDATE:
+        if status in SETTLING:
+            log(
+                f"{why}: endpoint {endpoint_name} is {status} to endpoint config {config_name}; SageMaker "
+                f"cannot cancel an update, so it goes on. To go back once it settles: aws sagemaker "
+                f"update-endpoint --endpoint-name {endpoint_name} --endpoint-config-name {previous}"
+            )
+        else:
+            log(f"{why}: endpoint {endpoint_name} already settled {status}; left as it is")
+        return status
+    if status != "Creating":
+        log(f"{why}: endpoint {endpoint_name} already ended its creation {status}; left as it is")
+        return status
+    try:
+        client.delete_endpoint(EndpointName=endpoint_name)
+    except ClientError as err:
+        if _missing(err):
+            log(f"{why}: endpoint {endpoint_name} is gone")
+            return None
+        log(
+            f"{why}: SageMaker refused to delete endpoint {endpoint_name} while it is Creating ({err}); it "
+            f"bills once it runs: aws sagemaker delete-endpoint --endpoint-name {endpoint_name}"
+        )
+        return status
+    log(
+        f"{why}: deleting endpoint {endpoint_name}, which this step was creating (SageMaker cannot cancel "
+        "a CreateEndpoint)"
+    )
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while (current := describe_endpoint(client, endpoint_name)) is not None and time.monotonic() < deadline:
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 2, 10.0)
+    if current is not None:
+        log(f"endpoint {endpoint_name} is still {current['EndpointStatus']} after {timeout:.0f} s")
+        return str(current["EndpointStatus"])
+    log(f"endpoint {endpoint_name}: deleted")
+    return None
 
 
 def check_still_serving(client: Any, endpoint_name: str, config_name: str) -> None:

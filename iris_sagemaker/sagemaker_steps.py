@@ -1,15 +1,21 @@
-"""Start-or-find, wait for and check SageMaker jobs; the same code for boto3 and the embedded engine.
+"""Start-or-find, wait for, stop and check SageMaker jobs; the same code for boto3 and the embedded engine.
 
 Retries are safe: a step that finds its job already created (``ResourceInUse``) reuses it when it
 completed, waits for it when it is still running, and fails with the job's own reason when it failed or
 was stopped. ``Stopped`` is never a success.
+
+A step owns the job it waits for: when the orchestrator terminates it while it waits (see
+:func:`stopped_on_termination`), it stops the job (StopTrainingJob, StopTransformJob, ...) and waits a
+bounded time for ``Stopped`` before it lets the termination go on. A job that already ended is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +25,7 @@ TERMINAL_FAILURES = ("Failed", "Stopped")
 # How Describe* says a job does not exist: training and transform jobs ValidationException, tuning jobs
 # ResourceNotFound.
 NOT_FOUND_CODES = ("ValidationException", "ResourceNotFound")
+ACTIVE = ("InProgress", "Stopping")  # a job (training, transform, tuning, ...) that has not ended yet
 # S3 timestamps have one-second resolution; allow for that and small clock skew.
 STALE_TOLERANCE = dt.timedelta(seconds=5)
 Log = Callable[[str], None]
@@ -40,18 +47,20 @@ class Waiting:
     """Polling policy: the interval grows from ``first`` to ``max_interval``; give up after ``timeout``.
 
     Without a ``timeout``, a training job's comes from its ``StoppingCondition.MaxRuntimeInSeconds``.
+    ``stop_timeout``: how long a terminated step waits for the job it stopped to read ``Stopped``.
     """
 
     first: float = 0.05
     max_interval: float = 30.0
     timeout: float | None = None
+    stop_timeout: float = 300.0
 
     def for_request(self, request: dict[str, Any]) -> Waiting:
         if self.timeout is not None:
             return self
         runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
         timeout = runtime + SETUP_ALLOWANCE_SECONDS if runtime else DEFAULT_TIMEOUT_SECONDS
-        return Waiting(self.first, self.max_interval, float(timeout))
+        return dataclasses.replace(self, timeout=float(timeout))
 
     def intervals(self) -> Any:
         interval = self.first
@@ -60,8 +69,11 @@ class Waiting:
             interval = min(interval * 2, self.max_interval)
 
 
-LOCAL_WAITING = Waiting(first=0.01, max_interval=0.1)  # embedded jobs take milliseconds to seconds
-AWS_WAITING = Waiting(first=5.0, max_interval=30.0)  # SageMaker jobs take minutes; DescribeX is throttled
+# Embedded jobs take milliseconds to seconds, and stop at their next checkpoint.
+LOCAL_WAITING = Waiting(first=0.01, max_interval=0.1, stop_timeout=60.0)
+# SageMaker jobs take minutes; DescribeX is throttled. A stopped training job gets SIGTERM, then up to
+# 120 s before it is killed: Stopping -> Stopped can take a few minutes.
+AWS_WAITING = Waiting(first=5.0, max_interval=30.0, stop_timeout=300.0)
 
 
 def waiting_for(is_local: bool) -> Waiting:
@@ -126,13 +138,20 @@ def _create_or_find(create: Callable[[], Any], kind: str, name: str, log: Log) -
 
 @dataclass(frozen=True)
 class JobKind:
-    """How boto3 names one kind of SageMaker job."""
+    """How boto3 names one kind of SageMaker job. ``stop`` defaults to the describe method's stop twin:
+    ``describe_training_job`` -> ``stop_training_job``, and for a tuning job
+    ``describe_hyper_parameter_tuning_job`` -> ``stop_hyper_parameter_tuning_job``."""
 
     noun: str
     name_field: str
     status_field: str
     create: str
     describe: str
+    stop: str = ""
+
+    @property
+    def stop_method(self) -> str:
+        return self.stop or "stop_" + self.describe.removeprefix("describe_")
 
 
 TRAINING_JOB = JobKind(
@@ -152,6 +171,8 @@ TUNING_JOB = JobKind(
     "create_hyper_parameter_tuning_job",
     "describe_hyper_parameter_tuning_job",
 )
+# By the Airflow provider's SageMakerTrigger ``job_type``, lower case.
+JOB_KINDS = {"training": TRAINING_JOB, "transform": TRANSFORM_JOB, "tuning": TUNING_JOB}
 
 
 def failure_reason(noun: str, status: str, description: dict[str, Any]) -> str:
@@ -164,7 +185,10 @@ def failure_reason(noun: str, status: str, description: dict[str, Any]) -> str:
         secondary = description.get("SecondaryStatus")
         if secondary in ("MaxRuntimeExceeded", "MaxWaitTimeExceeded"):
             return f"it ran out of time ({secondary}: see its StoppingCondition)"
-        return f"it was stopped (aws sagemaker stop-{noun.replace(' ', '-')}, or Stop in the console)"
+        return (
+            f"it was stopped (by a terminated run or killed task that started it, aws sagemaker "
+            f"stop-{noun.replace(' ', '-')}, or Stop in the console)"
+        )
     return "no reason given"
 
 
@@ -206,17 +230,135 @@ def run_job(
     log: Log = print,
     on_poll: OnPoll | None = None,
 ) -> dict[str, Any]:
-    """Start (or find) the job and wait for it to end.
+    """Start (or find) the job and wait for it to end; stop it if the step is terminated meanwhile
+    (:func:`stopped_on_termination`).
 
     Each poll logs one message: the new lines ``on_poll`` returns (the job's own log), then the job's
     status when it changed.
     """
     name = request[kind.name_field]
-    _create_or_find(lambda: getattr(client, kind.create)(**request), kind.noun, name, log)
     describe = getattr(client, kind.describe)
-    return wait_for_status(
-        lambda: describe(**{kind.name_field: name}), kind.status_field, kind.noun, name, waiting, log, on_poll
-    )
+    with stopped_on_termination(client, kind, name, log, waiting.stop_timeout):
+        _create_or_find(lambda: getattr(client, kind.create)(**request), kind.noun, name, log)
+        return wait_for_status(
+            lambda: describe(**{kind.name_field: name}),
+            kind.status_field,
+            kind.noun,
+            name,
+            waiting,
+            log,
+            on_poll,
+        )
+
+
+# --- stopping what a step started -----------------------------------------------------------------------
+
+
+def is_termination(err: BaseException) -> bool:
+    """Whether ``err`` is how an orchestrator ends a step, not a failure of the step: a ``BaseException``
+    that is not an ``Exception`` (KeyboardInterrupt for SIGINT, SystemExit, Dagster's
+    ``DagsterExecutionInterruptedError`` for a terminated run's SIGTERM/SIGINT, asyncio's CancelledError).
+    A generator being closed (GeneratorExit) is not one."""
+    return not isinstance(err, Exception | GeneratorExit)
+
+
+TERMINATED = "the run was terminated"
+
+
+@contextlib.contextmanager
+def stopped_on_termination(
+    client: Any,
+    kind: JobKind,
+    name: str,
+    log: Log = print,
+    timeout: float = LOCAL_WAITING.stop_timeout,
+    why: str = TERMINATED,
+) -> Iterator[None]:
+    """Around the code that creates and waits for job ``name``: if it is ended by a termination
+    (:func:`is_termination`), stop the job (:func:`stop_job`, bounded by ``timeout`` seconds) before the
+    termination goes on. Exceptions pass untouched (a retry waits for the job again).
+
+    One line per job kind, for any boto3-shaped client: ``with stopped_on_termination(client,
+    TUNING_JOB, name, log):``.
+    """
+    try:
+        yield
+    except BaseException as err:
+        if is_termination(err):
+            stop_job_quietly(client, kind, name, log, timeout, why)
+        raise
+
+
+def stop_job_quietly(
+    client: Any, kind: JobKind, name: str, log: Log, timeout: float, why: str = TERMINATED
+) -> str | None:
+    """:func:`stop_job` for a caller that is already on its way out (a termination, Airflow's
+    ``on_kill``): what goes wrong is logged, never raised; a second interrupt ends the wait."""
+    try:
+        return stop_job(client, kind, name, log, timeout, why)
+    except Exception as err:  # the termination matters more than the stop: say why, do not mask it
+        log(f"could not stop {kind.noun} {name}: {type(err).__name__}: {err}")
+    except BaseException as err:  # a second interrupt: stop waiting, keep the first one's way out
+        if not is_termination(err):
+            raise
+        log(f"stopped waiting for {kind.noun} {name} to stop (interrupted again); its stop was requested")
+    return None
+
+
+def stop_job(
+    client: Any, kind: JobKind, name: str, log: Log = print, timeout: float = 60.0, why: str = TERMINATED
+) -> str | None:
+    """Stop job ``name`` if it still runs, and wait up to ``timeout`` s for it to end; its last status
+    (None: there is no such job). A job that already ended (Completed, Failed, Stopped) is left alone.
+
+    ``why`` says who asked (the run log's reader wants to know why their job stopped).
+    """
+    described = _describe_job(client, kind, name)
+    if described is None:
+        log(f"{why}: {kind.noun} {name} was not created, nothing to stop")
+        return None
+    status = described[kind.status_field]
+    if status not in ACTIVE:
+        log(f"{why}: {kind.noun} {name} already ended {status}; left as it is")
+        return status
+    if status == "InProgress":
+        try:
+            getattr(client, kind.stop_method)(**{kind.name_field: name})
+        except ClientError as err:  # it ended between the describe and the stop
+            if _error_code(err) != "ValidationException":
+                raise
+            described = _describe_job(client, kind, name)
+            status = described[kind.status_field] if described else "gone"
+            if status not in ACTIVE:
+                log(f"{why}: {kind.noun} {name} ended {status} before it could be stopped; left as it is")
+                return status
+    log(f"{why}: stopping {kind.noun} {name} (it was {status})")
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while status in ACTIVE and time.monotonic() < deadline:
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 2, 10.0)
+        described = _describe_job(client, kind, name)
+        status = described[kind.status_field] if described else "gone"
+    if status in ACTIVE:
+        log(
+            f"{kind.noun} {name} is still {status} after {timeout:.0f} s; its stop was requested and it "
+            "will end Stopped"
+        )
+    else:
+        log(f"{kind.noun} {name}: {status}")
+    return status
+
+
+def _describe_job(client: Any, kind: JobKind, name: str) -> dict[str, Any] | None:
+    """Describe* of job ``name``, or None when there is no such job (ValidationException; ResourceNotFound
+    for a tuning job)."""
+    try:
+        return getattr(client, kind.describe)(**{kind.name_field: name})
+    except ClientError as err:
+        if _error_code(err) in NOT_FOUND_CODES:
+            return None
+        raise
 
 
 def run_training_job(

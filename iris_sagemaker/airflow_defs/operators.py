@@ -16,6 +16,12 @@ What the subclasses add to the Amazon provider's own operators:
 - **A retry returns what the first try did**: the provider's ``serialize`` of the same descriptions.
 - **The local server.** In local mode the ``aws-sagemaker`` connection names ``iris-sagemaker serve``;
   when it is not defined, ``connection.ensure_connection`` supplies one (before any hook is built).
+- **A killed task stops its job** (README: "Killing a task stops its job"). Waiting in the task (blocking),
+  ``on_kill`` (what Airflow calls when it kills the task: SIGTERM from a clear, a mark failed/success, an
+  execution timeout) stops the task's training/transform job, or deletes the endpoint it was creating, and
+  waits a bounded time for it. Deferred, the task has no process to kill: every deferral goes to
+  ``triggers.IrisSageMakerTrigger``, the provider's trigger that also stops the job when the deferred task is
+  killed (how far each Airflow line allows it: that module's docstring, and the README).
 
 The provider's ``execute`` is called for the normal path. Airflow guards ``execute`` against calls from
 outside a task (``ExecutorSafeguard``); our own ``execute`` is the guarded entry, so the provider's is
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,8 +50,9 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from botocore.exceptions import ClientError, WaiterError
 
-from iris_sagemaker import sagemaker_steps
+from iris_sagemaker import endpoint_steps, sagemaker_steps
 from iris_sagemaker.airflow_defs import config, connection
+from iris_sagemaker.airflow_defs.triggers import WAIT_TOKEN_KEY, IrisSageMakerTrigger
 from iris_sagemaker.sagemaker_steps import (
     TERMINAL_FAILURES,
     TRAINING_JOB,
@@ -55,6 +63,10 @@ from iris_sagemaker.sagemaker_steps import (
 )
 
 ENDPOINT_SETTLING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+KILLED = "the task was killed"
+# on_kill runs in the task's SIGTERM handler; Airflow 2.11 kills the task's process group 60 s later
+# ([core] killed_task_cleanup_time), Airflow 3 five seconds later. The stop request goes first.
+ON_KILL_STOP_TIMEOUT = 30.0
 
 
 def _provider_execute(cls: type, operator: Any, context: Any) -> Any:
@@ -79,18 +91,51 @@ def _fail(err: SageMakerJobError) -> AirflowFailException:
 
 
 class _LocalServerMixin:
-    """Resolves the connection (local mode: the local server) before the first hook is built."""
+    """Resolves the connection (local mode: the local server) before the first hook is built; defers to
+    the trigger that stops its job when the deferred task is killed."""
 
     aws_conn_id: str | None
     log: Any
+    _wait_token: str | None = None
+
+    def _claim_attempt(self, context: Any) -> None:
+        """Write this attempt's wait token (XCom ``sagemaker_wait_token``) before anything can defer: a
+        trigger told to stop checks that its attempt is still the task's (``triggers`` module)."""
+        ti = context.get("ti") if context else None
+        if ti is None or not getattr(self, "deferrable", False):  # no trigger to tell (or outside a task
+            return  # instance, as in tests: a trigger then goes by the task's state alone)
+        self._wait_token = uuid.uuid4().hex
+        ti.xcom_push(key=WAIT_TOKEN_KEY, value=self._wait_token)
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: Any = None, timeout: Any = None) -> Any:
+        """Airflow's ``defer``, with the provider's ``SageMakerTrigger`` (built by the provider's own
+        ``execute`` too) swapped for ``IrisSageMakerTrigger``: the same wait, plus stopping on a kill."""
+        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, IrisSageMakerTrigger):
+            fields = {"wait_token": self._wait_token, **self._on_kill_fields()}
+            trigger = IrisSageMakerTrigger.from_provider(trigger, **fields)
+        return super().defer(  # type: ignore[misc]
+            trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout
+        )
+
+    def _on_kill_fields(self) -> dict[str, Any]:
+        """What the trigger needs beyond the provider's fields to undo what this task started."""
+        return {}
+
+    def _client_if_built(self) -> Any:
+        """The hook's boto3 client, if this task built it (``on_kill`` runs in a signal handler: it must
+        not look up a connection there); None otherwise, and then the task cannot have started a job."""
+        hook = self.__dict__.get("hook")
+        return hook.conn if hook is not None else None
 
     def _connect(self) -> None:
         """Before any hook: the connection. When only this process knows the local server (Airflow has
         no such connection), wait here rather than defer: a triggerer could not reach the server."""
         settings = config.resolve_settings()
         conn = self.aws_conn_id
-        if conn and connection.ensure_connection(conn, settings, self.log.info) and getattr(
-            self, "deferrable", False
+        if (
+            conn
+            and connection.ensure_connection(conn, settings, self.log.info)
+            and getattr(self, "deferrable", False)
         ):
             self.log.info(
                 "waiting in this task instead of deferring: the connection %s is not defined in Airflow, "
@@ -121,6 +166,7 @@ class _JobOperatorMixin(_LocalServerMixin):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self._connect()
+        self._claim_attempt(context)
         name = self.config[self.kind.name_field]
         describe = getattr(self.hook, self.kind.describe)
         existing = _describe_or_none(describe, name)
@@ -155,6 +201,16 @@ class _JobOperatorMixin(_LocalServerMixin):
                 name, self.kind.status_field, describe, self.check_interval, self.max_ingestion_time
             )
         return self._checked(self.serialize_result(name))
+
+    def on_kill(self) -> None:
+        """Airflow kills the task while it waits for its job (blocking): stop the job, wait (bounded) for
+        Stopped. A job that already ended, or was never created, is left alone."""
+        client = self._client_if_built()
+        if client is None:
+            self.log.info("%s: no %s was started by this task", KILLED, self.kind.noun)
+            return
+        name = self.config[self.kind.name_field]
+        sagemaker_steps.stop_job_quietly(client, self.kind, name, self.log.info, ON_KILL_STOP_TIMEOUT, KILLED)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """The trigger's event: "success" (the job is checked to be Completed), "failed" / "stopped" (the
@@ -332,8 +388,11 @@ class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
     (the provider's fallback); a retry finding it already on that config waits for it. The result must be
     InService *on this config*: a failed update leaves the old model serving, and that is not success."""
 
+    _deploying: tuple[str, str | None] | None = None  # (CREATE or UPDATE, the config served before)
+
     def execute(self, context: Any) -> dict[str, Any]:
         self._connect()
+        self._claim_attempt(context)
         name, wanted = self.config["EndpointName"], self.config["EndpointConfigName"]
         existing = _describe_or_none(self.hook.describe_endpoint, name)
         # What served before this deployment: the one to roll back to (the online check names it).
@@ -342,6 +401,7 @@ class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
         if previous != wanted and ti is not None:
             ti.xcom_push(key=config.PREVIOUS_CONFIG_KEY, value=previous)
         if existing is None or previous != wanted:
+            self._deploying = (endpoint_steps.CREATE if existing is None else endpoint_steps.UPDATE, previous)
             with self._failing_with_reason(name):
                 return self._checked(_provider_execute(SageMakerEndpointOperator, self, context))
         self.log.info("endpoint %s already uses %s (a retry): waiting for it", name, wanted)
@@ -366,6 +426,32 @@ class IrisEndpointOperator(_LocalServerMixin, SageMakerEndpointOperator):
                     WaiterConfig={"Delay": self.check_interval, "MaxAttempts": self.max_ingestion_time},
                 )
         return self._checked(self._result(name))
+
+    def _on_kill_fields(self) -> dict[str, Any]:
+        if self._deploying is None:
+            return {}
+        action, previous = self._deploying
+        return {
+            "endpoint_action": action,
+            "endpoint_config": self.config["EndpointConfigName"],
+            "previous_config": previous,
+        }
+
+    def on_kill(self) -> None:
+        """Killed while it waits for the endpoint it deploys: an endpoint it was creating is deleted
+        (SageMaker has no other way to stop a creation), an update goes on (SageMaker cannot cancel one)."""
+        client = self._client_if_built()
+        if client is None or self._deploying is None:
+            self.log.info("%s: this task started no deployment", KILLED)
+            return
+        action, previous = self._deploying
+        name, wanted = self.config["EndpointName"], self.config["EndpointConfigName"]
+        try:
+            endpoint_steps.stop_deployment(
+                client, name, wanted, action, previous, self.log.info, ON_KILL_STOP_TIMEOUT, KILLED
+            )
+        except Exception as err:  # on_kill must not raise: Airflow is already ending the task
+            self.log.warning("could not undo the deployment of endpoint %s: %s", name, err)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Whatever the event says, the endpoint itself decides: InService on this config, else the task

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
@@ -17,7 +19,7 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from iris_sagemaker import run_objects
+from iris_sagemaker import run_objects, sagemaker_steps
 from iris_sagemaker.backends import (
     boto3_session,
     check_bucket,
@@ -149,6 +151,25 @@ class SageMakerResource(ConfigurableResource):
         if self._client is None:
             self._client = make_sagemaker_client(self.settings, store=self.get_store())
         return self._client
+
+    @contextlib.contextmanager
+    def stopped_on_termination(
+        self, context: Any, kind: sagemaker_steps.JobKind, name: str
+    ) -> Iterator[None]:
+        """Around code that starts and waits for job ``name`` of ``kind`` (a step's own loop, where
+        ``sagemaker_steps.run_job`` does not fit: a tuning job, say): when the run is terminated meanwhile,
+        stop the job, wait (bounded) for ``Stopped`` and say so in the run log.
+
+        How a termination reaches a step: terminating a run (the UI, the run launcher, SIGTERM or SIGINT
+        to the run's process) makes Dagster raise ``DagsterExecutionInterruptedError`` in the step's
+        code, in the run process (in-process executor) or in the step's own process (multiprocess
+        executor, whose parent interrupts its children); ``sagemaker_steps.stopped_on_termination``
+        catches it, stops the job and re-raises it, as dagster-aws's Pipes clients do with
+        ``forward_termination``. ``run_job`` (training, transform) does this already.
+        """
+        timeout = sagemaker_steps.waiting_for(self.settings.is_local).stop_timeout
+        with sagemaker_steps.stopped_on_termination(self.get_client(), kind, name, context.log.info, timeout):
+            yield
 
 
 def run_key_of(run: Any) -> str:
