@@ -190,3 +190,32 @@ def test_killed_transform_worker_fails_and_leaves_no_output(tmp_path):
     assert not lab.store.exists("bucket", "out/test.csv.out")
     lines, _ = lab.client.read_job_log("TransformJob", "t-orphan")
     assert lines[-1] == f"job Failed: {job['FailureReason']}"
+
+
+def test_listings_see_every_write_and_parse_only_what_changed(tmp_path, monkeypatch) -> None:
+    """List* answers from records parsed once and reused while their files are unchanged (a listing costs
+    a stat per job, not a parse, so it stays fast as jobs pile up); every write still shows at once."""
+    from iris_sagemaker.local_sagemaker import records as records_module
+    from iris_sagemaker.local_sagemaker.records import TRAINING_JOBS, RecordStore
+
+    monkeypatch.setattr(records_module, "_SETTLED_NS", 0)  # (settled files are reused: these are new)
+    store = RecordStore(tmp_path)
+    for i in range(5):
+        assert store.create(TRAINING_JOBS, f"job-{i}", {"name": f"job-{i}", "state": {"Status": "Started"}})
+    assert [r["name"] for r in store.list(TRAINING_JOBS)] == [f"job-{i}" for i in range(5)]
+    parsed: list[bytes] = []
+    real_loads = records_module.json.loads
+    monkeypatch.setattr(records_module.json, "loads", lambda data: parsed.append(data) or real_loads(data))
+
+    store.list(TRAINING_JOBS)
+    assert parsed == []  # nothing changed: nothing parsed
+    store.update(TRAINING_JOBS, "job-2", lambda r: r["state"].update(Status="Completed") or True)
+    parsed.clear()
+    listed = {r["name"]: r["state"]["Status"] for r in store.list(TRAINING_JOBS)}
+    assert listed["job-2"] == "Completed" and len(parsed) == 1
+    store.delete(TRAINING_JOBS, "job-4")
+    assert [r["name"] for r in store.list(TRAINING_JOBS)] == [f"job-{i}" for i in range(4)]
+    # Another process's write (a new file under the same name) is seen too.
+    other = RecordStore(tmp_path)
+    other.update(TRAINING_JOBS, "job-0", lambda r: r["state"].update(Status="Stopped") or True)
+    assert store.list(TRAINING_JOBS)[0]["state"]["Status"] == "Stopped"

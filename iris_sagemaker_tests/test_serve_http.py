@@ -7,6 +7,7 @@ the module ends.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -448,6 +449,52 @@ def test_the_folder_is_the_bucket(clients, root: Path) -> None:
     s3.head_bucket(Bucket="made-by-folder")
     s3.copy_object(Bucket="made-by-folder", Key="copy.csv", CopySource={"Bucket": BUCKET, "Key": TEST_KEY})
     assert (root / "s3" / "made-by-folder" / "copy.csv").read_bytes() == (folder / TEST_KEY).read_bytes()
+
+
+def test_the_server_keeps_no_copy_of_the_objects_it_serves(
+    clients, server: ServerProcess, root: Path
+) -> None:
+    """moto would keep every object's bytes: in memory, or above 5 MB in a temporary file held open. The
+    server reads them from the bucket folder instead: writing and reading 8 objects of 6 MB leaves no
+    descriptor open, and each reads back intact, also after its file changed underneath."""
+    s3 = clients["s3"]
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    before = len(list(fds.iterdir()))
+    blobs = {f"held/{i}.bin": np.random.default_rng(i).bytes(6 * 1024 * 1024 + i) for i in range(8)}
+    for key, data in blobs.items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    for key, data in blobs.items():
+        assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        assert head["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert len(list(fds.iterdir())) < before + 4  # not one per object
+    assert s3.get_object(Bucket=BUCKET, Key="held/3.bin", Range="bytes=10-19")["Body"].read() == blobs[
+        "held/3.bin"
+    ][10:20]
+    (root / "s3" / BUCKET / "held" / "3.bin").write_bytes(b"rewritten by another process")
+    assert s3.get_object(Bucket=BUCKET, Key="held/3.bin")["Body"].read() == b"rewritten by another process"
+    s3.copy_object(Bucket=BUCKET, Key="held/copy.bin", CopySource={"Bucket": BUCKET, "Key": "held/5.bin"})
+    assert s3.get_object(Bucket=BUCKET, Key="held/copy.bin")["Body"].read() == blobs["held/5.bin"]
+
+
+def test_versions_written_before_versioning_keep_their_bytes(clients) -> None:
+    """The folder holds an object's latest bytes only: a version moto keeps must not read them."""
+    s3 = clients["s3"]
+    bucket = "iris-versioned"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"first, unversioned")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"second")
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"third")
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="a.txt")["Versions"]
+    bodies = {
+        v["VersionId"]: s3.get_object(Bucket=bucket, Key="a.txt", VersionId=v["VersionId"])["Body"].read()
+        for v in versions
+    }
+    assert sorted(bodies.values()) == [b"first, unversioned", b"second", b"third"]
+    assert bodies["null"] == b"first, unversioned"
+    s3.delete_object(Bucket=bucket, Key="a.txt")  # a delete marker; the versions stay readable
+    assert s3.get_object(Bucket=bucket, Key="a.txt", VersionId="null")["Body"].read() == b"first, unversioned"
 
 
 def test_no_key_reaches_outside_the_root(clients, root: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -170,14 +171,18 @@ class LocalLogsClient:
         return summary
 
 
-def engine_log_files(records: RecordStore) -> list[tuple[str, Path]]:
-    """Every log file the engine keeps under ``ROOT/sagemaker/logs``, as (record kind, path): what a
-    CloudWatch Logs service over these files serves (the HTTP server binds moto's Logs to them)."""
-    return [
-        (folder, path)
-        for folder in (TRAINING_JOBS, TRANSFORM_JOBS, ENDPOINTS)
-        for path in sorted((records.base / "logs" / folder).glob("*.log"))
-    ]
+def engine_log_files(records: RecordStore) -> Iterator[tuple[str, str]]:
+    """Every log file the engine keeps under ``ROOT/sagemaker/logs``, as (record kind, path), in no set
+    order: what a CloudWatch Logs service over these files serves (the HTTP server binds moto's Logs to
+    them, and lists them on every call: a directory read per kind, no sorting, no ``Path`` objects)."""
+    for folder in (TRAINING_JOBS, TRANSFORM_JOBS, ENDPOINTS):
+        try:
+            with os.scandir(records.base / "logs" / folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(".log") and not entry.name.startswith("."):
+                        yield folder, entry.path
+        except (FileNotFoundError, NotADirectoryError):
+            continue
 
 
 def engine_stream(records: RecordStore, folder: str, path: Path) -> tuple[str, Stream] | None:

@@ -72,7 +72,7 @@ def log_path(records: RecordStore, folder: str, name: str) -> Path:
     return records.base / "logs" / folder / f"{record_path.stem}.log"
 
 
-def read_events(path: Path, offset: int) -> tuple[list[LogEvent], int]:
+def read_events(path: str | os.PathLike[str], offset: int) -> tuple[list[LogEvent], int]:
     """Complete lines from byte ``offset`` on, as events, and the offset after the last one returned."""
     offset = max(0, offset)
     try:

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ Record = dict[str, Any]
 # the closing transition, training seconds): the in-place fallback fits in it.
 RESERVE_BYTES = 2048
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_SETTLED_NS = 250_000_000  # a record file older than this (ns) is reused by list() while its stat holds
 
 
 def now() -> datetime:
@@ -64,6 +66,8 @@ class RecordStore:
 
     def __init__(self, root: Path) -> None:
         self.base = root / "sagemaker"
+        # kind -> file name -> (the file's signature when parsed, the record): what list() reuses
+        self._parsed: dict[str, dict[str, tuple[tuple[int, int, int, int] | None, Record]]] = {}
 
     def path(self, kind: str, name: str) -> Path:
         key = name.lower()  # SageMaker names are unique regardless of case (ARNs are lowercase)
@@ -120,13 +124,38 @@ class RecordStore:
             return True
 
     def list(self, kind: str) -> list[Record]:
+        """Every record of ``kind``, by name. Read-only: a record is parsed again only when its file
+        changed (a new inode, size or mtime; every write replaces the file), so a listing costs a ``stat``
+        per record and the records returned may be the ones an earlier call returned."""
         folder = self.base / kind
-        if not folder.is_dir():
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted((e for e in scan if e.name.endswith(".json")), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        records = []
-        for path in sorted(folder.glob("*.json")):
-            with contextlib.suppress(FileNotFoundError):  # deleted while listing
-                records.append(self._load(path, kind, path.stem))
+        cache = self._parsed.setdefault(kind, {})
+        records, seen = [], set()
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                status = entry.stat()
+                signature = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+                cached = cache.get(entry.name)
+                if cached is None or cached[0] != signature:
+                    record = self._load(Path(entry.path), kind, entry.name[: -len(".json")])
+                    # A file written in the last moments is parsed again next time: file times are
+                    # coarse (a few ms), and an inode is reused, so a second write of the same size
+                    # within that time could keep the signature.
+                    settled = status.st_mtime_ns < time.time_ns() - _SETTLED_NS
+                    cached = (signature if settled else None, record)
+                    cache[entry.name] = cached
+            except FileNotFoundError:  # deleted while listing
+                continue
+            seen.add(entry.name)
+            records.append(cached[1])
+        for gone in set(cache) - seen:
+            cache.pop(gone, None)
         return records
 
     def _load(self, path: Path, kind: str, name: str) -> Record:

@@ -16,10 +16,17 @@ Airflow mirror read and write directly. So moto's in-memory objects are only a c
 
 This beats loading the folder at start and writing through: start-up costs nothing for any bucket
 size, and nothing the folder gains while the server runs is ever missed.
+
+moto keeps each key's bytes in a spooled temporary file: in memory up to 5 MB, an open descriptor above.
+Left so, the server's memory would grow with every object it ever wrote or served. Once a key's file is
+known to hold the same bytes (just written, or just loaded), the key reads them from the file instead
+(:class:`FileValue`), so moto keeps only each key's metadata. Versioned buckets keep moto's copies: the
+folder holds only an object's latest version.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import threading
@@ -67,8 +74,9 @@ class LocalBucketS3:
 
     def _put_object(self, bucket_name: str, key_name: str, value: bytes, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            self._get_bucket(bucket_name)  # NoSuchBucket before anything is written
+            bucket = self._get_bucket(bucket_name)  # NoSuchBucket before anything is written
             path = self._path(bucket_name, key_name)
+            _keep_versions_in_memory(bucket, key_name)
             try:
                 self.store.put_bytes(bucket_name, key_name, bytes(value))
             except (NotADirectoryError, IsADirectoryError, FileExistsError):
@@ -88,6 +96,7 @@ class LocalBucketS3:
             except ObjectStoreError:
                 path = None  # no such file can exist
             if path is not None and path.is_file():
+                _keep_versions_in_memory(self.backend.buckets.get(bucket_name), key_name)
                 try:
                     path.unlink()
                 except OSError as err:
@@ -159,6 +168,9 @@ class LocalBucketS3:
         if signature is not None and signature == self._synced.get((bucket.name, key_name)):
             return
         if signature is None:
+            versions = bucket.keys.getlist(key_name, [])
+            if versions and getattr(bucket, "is_versioned", False) and not hasattr(versions[-1], "value"):
+                return  # deleted through S3: its versions stay, under their delete marker
             if key_name in bucket.keys:
                 bucket.keys.pop(key_name)
             self._synced.pop((bucket.name, key_name), None)
@@ -170,6 +182,7 @@ class LocalBucketS3:
         key = self._original["put_object"](bucket.name, key_name, data, disable_notification=True)
         key.last_modified = datetime.fromtimestamp(signature[1] / 1e9, UTC).replace(tzinfo=None)
         self._synced[(bucket.name, key_name)] = signature
+        _read_from_file(key, path, bucket)
 
     def _sync_prefix(self, bucket: Any, prefix: str) -> None:
         try:
@@ -186,6 +199,7 @@ class LocalBucketS3:
         if signature is not None:
             key.last_modified = datetime.fromtimestamp(signature[1] / 1e9, UTC).replace(tzinfo=None)
             self._synced[(bucket_name, key_name)] = signature
+            _read_from_file(key, path, self.backend.buckets.get(bucket_name))
 
     def _path(self, bucket_name: str, key_name: str) -> os.PathLike[str]:
         if key_name.endswith("/"):
@@ -207,6 +221,78 @@ class LocalBucketS3:
         except ObjectStoreError:
             return
         self._get_bucket(bucket_name)
+
+
+class FileValue:
+    """A moto key's value buffer that reads the bytes from the key's file in the bucket folder.
+
+    It stands in for the ``SpooledTemporaryFile`` moto reads a key's value and etag through (``seek``,
+    ``read``), holding nothing but the path and a position. A write (moto rewriting the key's value in
+    place) turns it back into an in-memory buffer holding what was written.
+    """
+
+    def __init__(self, path: os.PathLike[str]) -> None:
+        self.path = path
+        self._position = 0
+        self._memory: io.BytesIO | None = None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self._memory is not None:
+            return self._memory.seek(offset, whence)
+        if whence == os.SEEK_CUR:
+            offset += self._position
+        elif whence == os.SEEK_END:
+            offset += os.stat(self.path).st_size
+        self._position = max(0, offset)
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if self._memory is not None:
+            return self._memory.read(size)
+        with open(self.path, "rb") as file:
+            file.seek(self._position)
+            data = file.read() if size is None or size < 0 else file.read(size)
+        self._position += len(data)
+        return data
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.in_memory().truncate(size)
+
+    def write(self, data: bytes) -> int:
+        return self.in_memory().write(data)
+
+    def in_memory(self) -> io.BytesIO:
+        """From now on, the bytes live in memory (a copy of the file's, at the same position)."""
+        if self._memory is None:
+            with open(self.path, "rb") as file:
+                self._memory = io.BytesIO(file.read())
+            self._memory.seek(self._position)
+        return self._memory
+
+    def close(self) -> None:
+        self._memory = None
+
+
+def _read_from_file(key: Any, path: os.PathLike[str], bucket: Any) -> None:
+    """Let moto's ``key`` read its bytes from ``path`` (same bytes, just written or loaded) and free its
+    own copy; versioned buckets keep moto's copies (older versions have no file)."""
+    if bucket is None or getattr(bucket, "is_versioned", False) or isinstance(key._value_buffer, FileValue):
+        return
+    with key.lock:
+        old, key._value_buffer = key._value_buffer, FileValue(path)
+    old.close()
+
+
+def _keep_versions_in_memory(bucket: Any, key_name: str) -> None:
+    """Before a versioned bucket's file of ``key_name`` is replaced or deleted: the versions moto keeps
+    that read from it (written before versioning was enabled) take their bytes into memory."""
+    if bucket is None or not getattr(bucket, "is_versioned", False):
+        return
+    for key in bucket.keys.getlist(key_name, []):
+        buffer = getattr(key, "_value_buffer", None)
+        if isinstance(buffer, FileValue):
+            with key.lock:
+                buffer.in_memory()
 
 
 def _signature(path: os.PathLike[str]) -> Signature | None:

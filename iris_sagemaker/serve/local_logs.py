@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class LocalLogsBinding:
         self.backend = backend
         self.records = RecordStore(root)
         self._lock = threading.RLock()
-        self._bound: dict[Path, _Bound] = {}
+        self._bound: dict[str, _Bound] = {}  # by the file's path
         self._installed = False
 
     def install(self) -> None:
@@ -134,8 +135,8 @@ class LocalLogsBinding:
                 self._remove_file(path)
         return result
 
-    def _remove_file(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+    def _remove_file(self, path: str) -> None:
+        Path(path).unlink(missing_ok=True)
         self._bound.pop(path, None)
 
     # ---- reads: the files first -----------------------------------------------------------------
@@ -148,11 +149,11 @@ class LocalLogsBinding:
     def sync(self) -> None:
         """Bring moto's groups and streams in line with the engine's log files (a file seen before costs
         one ``stat``; only a new one has its record read, for its stream's name)."""
-        seen: set[Path] = set()
+        seen: set[str] = set()
         for folder, path in engine_log_files(self.records):
             seen.add(path)
             try:
-                status = path.stat()
+                status = os.stat(path)
             except FileNotFoundError:
                 continue
             bound = self._bound.get(path)
@@ -160,7 +161,7 @@ class LocalLogsBinding:
                 self._drop(path)  # replaced or cut: read it again from the start
                 bound = None
             if bound is None:
-                found = engine_stream(self.records, folder, path)
+                found = engine_stream(self.records, folder, Path(path))
                 if found is None:
                     continue
                 group, stream = found
@@ -186,7 +187,7 @@ class LocalLogsBinding:
             log_group.streams[stream] = log_stream
         return _Bound(group, stream, 0, inode)
 
-    def _append(self, path: Path, bound: _Bound) -> None:
+    def _append(self, path: str, bound: _Bound) -> None:
         from moto.logs.models import LogEvent
 
         log_stream = self._moto_stream(bound)
@@ -211,7 +212,7 @@ class LocalLogsBinding:
         group = self.backend.groups.get(bound.group)
         return None if group is None else group.streams.get(bound.stream)
 
-    def _drop(self, path: Path) -> None:
+    def _drop(self, path: str) -> None:
         """Forget a file: its stream leaves moto (and its group, when that was all the group held)."""
         bound = self._bound.pop(path, None)
         if bound is None:
