@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS
-from iris_sagemaker.settings import DEFAULT_LOCAL_ROOT, DEFAULT_REGION
+from iris_sagemaker.settings import DEFAULT_LOCAL_ROOT, DEFAULT_REGION, SettingsError, region_problem
 
 DEFAULT_PORT = 8734
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
+SETTINGS_ERROR = 2
 
 
 def _port(text: str) -> int:
@@ -39,10 +41,19 @@ def _region(text: str) -> str:
     return text
 
 
+def env_region() -> tuple[str, str]:
+    """The region the environment names, and the variable naming it (``AWS_REGION`` when neither does)."""
+    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value, variable
+    return DEFAULT_REGION, "AWS_REGION"
+
+
 def parser() -> argparse.ArgumentParser:
     env = os.environ
     root = Path(env.get("IRIS_SAGEMAKER_LOCAL_ROOT") or DEFAULT_LOCAL_ROOT).expanduser()
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    region, _ = env_region()
     top = argparse.ArgumentParser(prog="iris-sagemaker", description="The iris-sagemaker tools.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
@@ -64,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
         f"{DEFAULT_LOCAL_ROOT})",
     )
     serve.add_argument(
-        "--region", type=_region, default=region, help=f"the region the engine answers for (default {region})"
+        "--region", type=_region, default=None, help=f"the region the engine answers for (default {region})"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     wrap = commands.add_parser(
@@ -76,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
         "included). Exits with COMMAND's status.",
     )
     wrap.add_argument("--root", type=Path, default=root, help="LOCAL_ROOT (as for serve)")
-    wrap.add_argument("--region", type=_region, default=region, help=f"(default {region})")
+    wrap.add_argument("--region", type=_region, default=None, help=f"(default {region})")
     wrap.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     export = commands.add_parser(
         "export-airflow-dag",
@@ -104,11 +115,26 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    name = f"iris-sagemaker {args.command}"
+    try:
+        return run(args)
+    except SettingsError as err:  # one line a problem: the variable, the bad value, a valid example
+        for problem in err.problems:
+            print(f"{name}: {problem}", file=sys.stderr)
+        return SETTINGS_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before the command got going: a stop, not a crash
+        print(f"{name}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "region", "") is None:
+        args.region = checked_env_region()
     if args.command == "serve":
         from iris_sagemaker.serve.server import ServeError, serve
 
         try:
-            serve(args.root, args.host, args.port, args.region, args.access_log)
+            return serve(args.root, args.host, args.port, args.region, args.access_log)
         except ServeError as err:
             print(f"iris-sagemaker serve: {err}", file=sys.stderr)
             return 1
@@ -126,6 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"iris-sagemaker export-airflow-dag: {err}", file=sys.stderr)
             return 1
     return 0
+
+
+def checked_env_region() -> str:
+    """The environment's region (``AWS_REGION``, ``AWS_DEFAULT_REGION``), or SettingsError naming the
+    variable when the engine has no k-NN image for it."""
+    region, variable = env_region()
+    problem = region_problem(variable, region, image_setting=False)
+    if problem:
+        raise SettingsError(problem)
+    return region
 
 
 if __name__ == "__main__":

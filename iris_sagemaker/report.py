@@ -5,20 +5,38 @@ Run as ``python -m iris_sagemaker.report`` (``make run`` does, after materializi
 
 from __future__ import annotations
 
+import argparse
 import io
 import sys
+from collections.abc import Sequence
 
 import pandas as pd
 
-from iris_sagemaker.backends import make_sagemaker_client, make_store
+from iris_sagemaker.backends import check_endpoints, make_sagemaker_client, make_store
 from iris_sagemaker.endpoint_steps import describe_endpoint
 from iris_sagemaker.evaluation import parse_predictions
-from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, Settings
+from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, Settings, SettingsError
 from iris_sagemaker.storage import ObjectNotFound, ObjectStore
 
 
-def main() -> int:
-    settings = Settings.from_env()
+def parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="python -m iris_sagemaker.report",
+        description="Print where the last run's predictions are, how accurate they were, and the endpoint "
+        "serving the model. Reads the same settings as the run (IRIS_SAGEMAKER_BACKEND, "
+        "IRIS_SAGEMAKER_LOCAL_ROOT, IRIS_SAGEMAKER_BUCKET, ...); takes no arguments.",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        check_endpoints(settings)
+    except SettingsError as err:  # one line a problem: the variable, the bad value, a valid example
+        for problem in err.problems:
+            print(f"iris_sagemaker.report: {problem}", file=sys.stderr)
+        return 2
     store = make_store(settings)
     try:
         predictions = parse_predictions(store.get_bytes(settings.bucket, PREDICTIONS_KEY))

@@ -11,6 +11,7 @@ that needs new blocks even then. "Freeing space" is ``disk.capacity = None``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -331,20 +332,43 @@ def test_log_line_cut_by_a_full_disk_is_removed(tmp_path, monkeypatch):
     assert [line.split("\t", 1)[1] for line in lines] == ["first", "third"]
 
 
-@pytest.fixture
-def small_tmpfs() -> Iterator[Path]:
+TMPFS_NEEDS = (
+    "needs root with CAP_SYS_ADMIN (mount -t tmpfs): run the tests as root, e.g. in the CI container or "
+    "`docker run --privileged`; the simulated-disk tests above cover the same code without it"
+)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(size: str = "3m") -> Iterator[Path]:
+    """A real tmpfs of ``size`` on a fresh folder, unmounted afterwards; skips, saying what it needs,
+    where it cannot be mounted."""
+    if os.geteuid() != 0:
+        pytest.skip(f"a real full tmpfs {TMPFS_NEEDS}")
     folder = Path(tempfile.mkdtemp(prefix="enospc-"))
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True, check=False
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, check=False
     )
     if mounted.returncode != 0:
         folder.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+        said = mounted.stderr.decode(errors="replace").strip().splitlines()
+        pytest.skip(f"cannot mount a tmpfs here ({said[0] if said else 'mount failed'}): {TMPFS_NEEDS}")
     try:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=False)
         folder.rmdir()
+
+
+@pytest.fixture
+def small_tmpfs() -> Iterator[Path]:
+    with mounted_tmpfs() as folder:
+        yield folder
+
+
+def test_without_root_the_real_tmpfs_test_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="needs root with CAP_SYS_ADMIN"), mounted_tmpfs():
+        pass
 
 
 def _fill_leaving(folder: Path, free_bytes: int) -> Path:

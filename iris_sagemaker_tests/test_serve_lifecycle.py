@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -134,6 +136,38 @@ def test_a_signal_stops_the_server_and_fails_running_jobs_with_a_reason(tmp_path
     assert not list(root.glob("**/.tmp-*"))
     # The lock went with the server: a new one starts on the same root.
     start_server(root).stop()
+
+
+def test_ctrl_c_is_a_clean_stop_one_line_exit_130_and_no_traceback(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iris_sagemaker.cli",
+            "serve",
+            "--port",
+            "0",
+            "--root",
+            str(tmp_path / "root"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the ready banner ends with the SDK's config
+            if line.startswith("export SAGEMAKER_USER_CONFIG_OVERRIDE="):
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130
+    assert out.splitlines() == ["iris-sagemaker serve: stopped"]
+    assert "Traceback" not in err and err == ""
 
 
 def test_stop_requests_over_http_end_jobs_stopped_and_the_waiters_return(tmp_path: Path) -> None:

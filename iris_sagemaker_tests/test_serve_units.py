@@ -88,6 +88,19 @@ def test_the_command_line_refuses_bad_values_clearly(capsys) -> None:
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("variable", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+def test_a_bad_region_in_the_environment_is_one_line_naming_the_variable(
+    variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, "us-east-9")
+    for command in (["serve", "--port", "0"], ["with-server", "--", "true"]):
+        assert cli.main(command) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"iris-sagemaker {command[0]}: {variable}='us-east-9': SageMaker's k-NN image is not published "
+            "in that region; set it to a region that has it (e.g. us-east-2, eu-west-1)"
+        ]
+
+
 def test_a_busy_port_or_root_is_a_clear_error(tmp_path, capsys) -> None:
     taken = server.bind("127.0.0.1", 0)
     try:

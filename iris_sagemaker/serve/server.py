@@ -136,8 +136,14 @@ def stop_with_owner() -> None:
         raise ServeError(f"the process {owner} this server was started for has already exited")
 
 
-def serve(root: Path, host: str, port: int, region: str, access_log: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM; raises ServeError when it cannot start."""
+STOPPED = "iris-sagemaker serve: stopped"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+def serve(root: Path, host: str, port: int, region: str, access_log: bool = False) -> int:
+    """Serve until SIGINT or SIGTERM; raises ServeError when it cannot start. Returns the exit status:
+    130 after Ctrl-C (SIGINT), 0 otherwise (after SIGTERM the process ends by that signal, as uvicorn
+    re-raises it)."""
     import uvicorn
 
     from .app import ServerApp
@@ -150,6 +156,7 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
         url = url_for(host, actual)
         app = ServerApp(root, region)
         threading.Thread(target=_hand_back_free_memory, name="iris-sagemaker-trim", daemon=True).start()
+        said: list[str] = []
 
         class Server(uvicorn.Server):
             async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -160,7 +167,8 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
 
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
                 await super().shutdown(sockets=sockets)
-                print("iris-sagemaker serve: stopped", flush=True)
+                print(STOPPED, flush=True)  # before uvicorn re-raises SIGTERM, which ends the process
+                said.append(STOPPED)
 
         config = uvicorn.Config(
             app,
@@ -171,8 +179,13 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
         )
         try:
             Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn shut down cleanly on SIGINT, then re-raised it: a clean stop
+            if not said:
+                print(STOPPED, flush=True)
+            return INTERRUPTED_STATUS
         finally:
             sock.close()
+    return 0
 
 
 TRIM_EVERY_S = 10.0
