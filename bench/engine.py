@@ -10,9 +10,10 @@ on the same generated data and interleaved, repeated ``--repeats`` times (median
     says Completed: job record, model load, streamed parse, search, vote, formatted and atomically
     written output);
 (b) floor: what any implementation must do: pandas' C parser on the whole file, the best exact search
-    for the shape (both candidates are timed on a sample first and the faster one is used), a numpy
-    vote and the JSON written with a label-table formatter, the last three in blocks of rows (no
-    fsync, no job records, no validation; run in a worker thread like the engine's job).
+    for the shape (scipy's kd-tree, faiss's flat scan and a BLAS brute force as scikit-learn's
+    ``algorithm="brute"``: each is timed on a sample first and the fastest one is used), a numpy vote
+    and the JSON written with a label-table formatter, the last three in blocks of rows (no fsync, no
+    job records, no validation; run in a worker thread like the engine's job).
 
 It checks that (a) and (b) predict the same labels, prints each time and the ratio (a)/(b), and then the
 peak RSS (VmHWM of a fresh child process) of a transform of each ``--rss-rows`` size at
@@ -151,9 +152,26 @@ def faiss_search(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
     )
 
 
+def blas_search(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Brute force the way scikit-learn's ``algorithm="brute"`` does it (|y|^2 - 2 x.y by BLAS, then an
+    argpartition of each row), in float32 and in cache-sized blocks: the issue's other exact floor."""
+    points = np.ascontiguousarray(base, dtype=np.float32)
+    norms = np.einsum("ij,ij->i", points, points)
+    out = []
+    for i in range(0, len(queries), 2048):
+        distances = queries[i : i + 2048] @ points.T
+        distances *= -2
+        distances += norms
+        nearest = np.argpartition(distances, K - 1, axis=1)[:, :K]
+        order = np.take_along_axis(distances, nearest, 1).argsort(axis=1)
+        out.append(np.take_along_axis(nearest, order, 1))
+    return np.concatenate(out)
+
+
 SEARCHES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "kd-tree": kd_tree_search,
     "faiss": faiss_search,
+    "blas": blas_search,
 }
 
 
@@ -325,7 +343,8 @@ def main() -> None:
     sizes = sorted(rss)
     print("\nsummary:")
     for d, ratio in ratios.items():
-        print(f"  d={d}: ratio (a)/(b) = {ratio:.3f} (median wall time; target <= 1.25)")
+        target = 1.0 if d <= 8 else 1.25
+        print(f"  d={d}: ratio (a)/(b) = {ratio:.3f} (median wall time; target <= {target})")
     if len(sizes) >= 2:
         grow = rss[sizes[-1]] / rss[sizes[0]]
         print(f"  RSS({sizes[-1]}) / RSS({sizes[0]}) = {grow:.3f} (target <= 1.2)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,9 +24,32 @@ def parse_predictions(data: bytes, source: str = "the transform output") -> list
 
     Accepts what SageMaker writes for Accept application/json (one ``{"predictions": [...]}`` document per
     mini-batch, concatenated, possibly newline-separated) and application/jsonlines (one record per line).
+    Each record object is reduced to its label as it is decoded, and equal labels are one float object:
+    a million predictions of three classes cost a million references, not a million dicts or floats.
     """
+
+    class Record:  # a record, reduced to its predicted_label
+        __slots__ = ("label",)
+
+        def __init__(self, label: object) -> None:
+            self.label = label
+
+    def reduce(record: dict) -> object:
+        keep = "predicted_label" not in record or "predictions" in record
+        return record if keep else Record(record["predicted_label"])
+
+    numbers: dict[str, float] = {}
+
+    def number(text: str) -> float:  # one object per distinct number text, while they are few
+        value = numbers.get(text)
+        if value is None:
+            value = float(text)
+            if len(numbers) < 1024:
+                numbers[text] = value
+        return value
+
     text = data.decode("utf-8")
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_hook=reduce, parse_float=number)
     labels: list[float] = []
     position = 0
     while True:
@@ -42,10 +67,22 @@ def parse_predictions(data: bytes, source: str = "the transform output") -> list
             else [document]
         )
         for record in records:
-            if not isinstance(record, dict) or "predicted_label" not in record:
+            if not isinstance(record, Record):
                 raise PredictionsError(f"{source}: record {len(labels) + 1} has no 'predicted_label'")
-            labels.append(float(record["predicted_label"]))
+            label = record.label
+            labels.append(label if type(label) is float else float(label))  # a shared float, as it is
     return labels
+
+
+def shared_floats(values: Iterable[float]) -> list[float]:
+    """``[float(v) for v in values]`` with equal values as one float object (-0.0 and 0.0 kept apart): a
+    list of a million class labels is then a million references (8 MB), not a million floats (32 MB)."""
+    shared: dict[tuple[float, float], float] = {}
+    out = []
+    for value in values:
+        number = float(value)
+        out.append(shared.setdefault((number, math.copysign(1.0, number)), number))
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,7 +98,7 @@ def join_predictions(features: pd.DataFrame, true_labels: pd.Series, predicted: 
             f"the transform returned {len(predicted)} predictions for {len(features)} test rows; "
             "the output does not belong to this test set (rerun the transform)"
         )
-    table = features.reset_index(drop=True).copy()
+    table = features.reset_index(drop=True)  # a new frame: its new columns never reach ``features``
     table["true_label"] = true_labels.to_numpy().astype("int64")
     table["predicted_label"] = [int(p) if float(p).is_integer() else p for p in predicted]
     table["true_species"] = table["true_label"].map(SPECIES)

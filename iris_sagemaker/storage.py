@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import tempfile
@@ -404,3 +405,176 @@ class S3ObjectStore:
                 self.client.upload_fileobj(spool, bucket, key)
             except ClientError as err:
                 raise self._translate(err, bucket, key) from err
+
+
+# ---- tables as CSV objects, a slice of rows at a time ---------------------------------------------------
+
+CSV_CHUNK_ROWS = 65536  # rows formatted or parsed at a time: whole tables never exist as text
+
+
+def write_csv(store: ObjectStore, bucket: str, key: str, frame: Any, header: bool = True) -> None:
+    """``frame`` (a pandas DataFrame) as the CSV object ``key``: exactly ``frame.to_csv(index=False,
+    header=header)``, formatted and written :data:`CSV_CHUNK_ROWS` rows at a time, so that the table's
+    text never exists whole (pandas formats every value on its own, so the slices join into the same
+    text). Atomic, as every write."""
+    with store.open_write(bucket, key) as fh:
+        if not len(frame):
+            fh.write(frame.to_csv(index=False, header=header).encode("utf-8"))
+        for start in range(0, len(frame), CSV_CHUNK_ROWS):
+            part = frame.iloc[start : start + CSV_CHUNK_ROWS]
+            fh.write(part.to_csv(index=False, header=header and not start).encode("utf-8"))
+    release_free_memory()  # a step's transients, once it has stored what it made
+
+
+def write_json(store: ObjectStore, bucket: str, key: str, value: Any) -> None:
+    """``json.dumps(value, indent=2, sort_keys=True, default=str)`` as the object ``key``, encoded and
+    written in pieces of about a megabyte: a document holding long lists (the endpoint's online check:
+    a prediction per test row) never exists whole as text, nor as the millions of small strings the
+    encoder joins. Atomic, as every write."""
+    import json
+
+    pending: list[str] = []
+    size = 0
+    with store.open_write(bucket, key) as fh:
+        for piece in json.JSONEncoder(indent=2, sort_keys=True, default=str).iterencode(value):
+            pending.append(piece)
+            size += len(piece)
+            if size >= 1 << 20:
+                fh.write("".join(pending).encode("utf-8"))
+                pending, size = [], 0
+        fh.write("".join(pending).encode("utf-8"))
+
+
+def read_csv(store: ObjectStore, bucket: str, key: str, **options: Any) -> Any:
+    """The CSV object ``key`` as a pandas DataFrame (``options`` go to ``pandas.read_csv``), parsed from
+    the stream :data:`CSV_CHUNK_ROWS` rows at a time, so that neither the object's bytes nor a text
+    column's cells ever exist whole. Each chunk's columns are appended to one growing array per column
+    (:class:`ColumnBuffer`) and the chunk is dropped, so the table exists once, not once in pieces and
+    again joined; text columns keep one string object per distinct value (pandas alone makes one per
+    cell: 2M rows of a species name are 16 MB of references instead of 120 MB of strings). Values and
+    dtypes are ``pandas.read_csv``'s (numbers widened across chunks as pandas widens them); the columns
+    are not consolidated into one block."""
+    import pandas as pd
+
+    buffers: dict[Any, ColumnBuffer] = {}
+    text_dtypes: dict[Any, Any] = {}
+    with store.open_read(bucket, key) as fh:
+        capacity = line_count(fh) + 1 if fh.seekable() else 1 << 16  # a file: its lines bound its rows
+        for part in pd.read_csv(fh, chunksize=CSV_CHUNK_ROWS, **options):
+            for name in part.columns:
+                column = part[name]
+                if _is_text(column):
+                    text_dtypes.setdefault(name, column.dtype)
+                    values = _shared_strings(column).to_numpy(dtype=object)
+                elif column.dtype.kind in "biuf":
+                    values = column.to_numpy()
+                else:
+                    values = None
+                if values is None or (name in buffers and not buffers[name].accepts(values)):
+                    return _read_csv_whole(store, bucket, key, **options)  # a column of mixed kinds
+                buffers.setdefault(name, ColumnBuffer(values.dtype, capacity)).extend(values)
+            del part, column
+    if not buffers or not len(next(iter(buffers.values()))):  # no rows: the header (or nothing) alone
+        return _read_csv_whole(store, bucket, key, **options)
+    columns = {}
+    for name in list(buffers):
+        values = buffers.pop(name).array()
+        dtype = text_dtypes.get(name)
+        columns[name] = pd.array(values, dtype=dtype) if isinstance(dtype, pd.StringDtype) else values
+    frame = pd.DataFrame(columns, copy=False)
+    release_free_memory()  # the chunks' and the buffers' growth's
+    return frame
+
+
+def line_count(fh: IO[bytes]) -> int:
+    """The newlines of a seekable stream, read from its start; the stream is left at its start."""
+    fh.seek(0)
+    lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+    fh.seek(0)
+    return lines
+
+
+def _read_csv_whole(store: ObjectStore, bucket: str, key: str, **options: Any) -> Any:
+    import pandas as pd
+
+    with store.open_read(bucket, key) as fh:
+        return pd.read_csv(fh, **options)
+
+
+class ColumnBuffer:
+    """A 1-D numpy array filled a piece at a time. Its capacity doubles when full: the old array is
+    copied once and freed, and the unused end of the last one is never touched (so never resident)."""
+
+    def __init__(self, dtype: Any, capacity: int = 1 << 16) -> None:
+        import numpy as np
+
+        self._data = np.empty(capacity, dtype)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def accepts(self, values: Any) -> bool:
+        """Whether ``values`` are of the same kind (numbers, or text objects) as the buffer's."""
+        return (values.dtype == object) == (self._data.dtype == object)
+
+    def extend(self, values: Any) -> None:
+        import numpy as np
+
+        dtype = np.result_type(self._data.dtype, values.dtype)
+        if dtype != self._data.dtype:  # ints meeting floats (a chunk with a missing value): widen, as pandas
+            self._data = self._data.astype(dtype)
+        end = self._size + len(values)
+        if end > len(self._data):
+            grown = np.empty(max(end, 2 * len(self._data)), dtype)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = values
+        self._size = end
+
+    def array(self) -> Any:
+        return self._data[: self._size]
+
+
+def _is_text(column: Any) -> bool:
+    import pandas as pd
+
+    return column.dtype == object or isinstance(column.dtype, pd.StringDtype)
+
+
+def _shared_strings(column: Any) -> Any:
+    """A text column (object or pandas' ``str``) whose equal strings are one object, same dtype."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    if len(uniques) * 2 > len(column):  # mostly distinct values: nothing to share
+        return column
+    values = uniques.to_numpy(dtype=object).take(codes)
+    missing = codes < 0
+    if missing.any():
+        values[missing] = column.to_numpy(dtype=object)[missing]
+    array = values if column.dtype == object else pd.array(values, dtype=column.dtype)
+    return pd.Series(array, index=column.index, name=column.name, dtype=column.dtype, copy=False)
+
+
+def release_free_memory() -> None:
+    """Hand the C allocator's free memory back to the operating system (glibc's ``malloc_trim``).
+
+    Python frees a dropped table at once, but glibc keeps what it got back for reuse: memory freed in
+    the middle of its heap, or in a worker thread's arena (every engine job runs in a thread), stays
+    resident, and each later step of a run would start from the previous steps' high-water mark. Called
+    where a step or a job has let go of its tables (loading a step's inputs, the end of an engine job);
+    costs a few milliseconds. Does nothing where the C library is not glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None

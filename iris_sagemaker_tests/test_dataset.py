@@ -168,3 +168,66 @@ def test_scarce_species_and_splits_missing_a_species_are_reported() -> None:
     assert "IRIS_SAGEMAKER_SPLIT_SEED" in missing[0][0]
     full = dataset.parse_iris(dataset.read_source(None)[1])
     assert dataset.split_problems(dataset.split(full, seed=42)) == []
+
+
+def _many_rows(n: int) -> bytes:
+    species = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    return "".join(
+        f"{4 + (i % 30) / 10},{2 + (i % 17) / 10},{1 + (i % 50) / 10},{(i % 25) / 10},{species[i % 3]}\n"
+        for i in range(n)
+    ).encode()
+
+
+def test_chunked_parsing_equals_one_piece(monkeypatch) -> None:
+    """Chunks of lines are parsed on their own; the table, and every line number in an error, are as if
+    the text were parsed in one piece (here a chunk is about 40 lines)."""
+    data = b"sepal_length,sepal_width,petal_length,petal_width,species\n" + _many_rows(500) + b"\n\n"
+    whole = dataset.parse_iris(data)
+    monkeypatch.setattr(dataset, "PARSE_CHUNK_BYTES", 1000)
+    chunked = dataset.parse_iris(data)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert len(chunked) == 500 and chunked["species"].dtype == whole["species"].dtype
+    lines = data.split(b"\n")
+    for bad, expected in [
+        (b"5.0,abc,1.4,0.2,Iris-setosa", r"line 400, column 'sepal_width': 'abc' is not a finite number"),
+        (b"5.0,3.0,1.4,,Iris-setosa", r"line 400, column 'petal_width': the value is missing"),
+        (b"5.0,3.0,1.4,0.2,Iris-foo", r"line 400, column 'species': 'Iris-foo' is not one of"),
+        (b"5.0,3.0,1.4,0.2,Iris-setosa,extra", r"fields in line 400, saw 6"),
+    ]:
+        broken = b"\n".join([*lines[:399], bad, *lines[400:]])
+        with pytest.raises(IrisDataError, match=expected):
+            dataset.parse_iris(broken, "iris.csv")
+    offset = len(b"\n".join(lines[:399])) + 1
+    with pytest.raises(IrisDataError, match=f"not UTF-8 text \\(byte {offset + 3}\\)"):
+        dataset.parse_iris(b"\n".join([*lines[:399], b"5.0\xff,3.0,1.4,0.2,Iris-setosa", *lines[400:]]))
+
+
+def test_a_file_source_is_parsed_as_it_is_read(tmp_path) -> None:
+    path = tmp_path / "iris.csv"
+    path.write_bytes(_many_rows(300))
+    source, frame = dataset.load_iris(path.as_uri())
+    assert source == path.as_uri()
+    pd.testing.assert_frame_equal(frame, dataset.parse_iris(path.read_bytes()))
+    with pytest.raises(IrisDataError, match="could not read IRIS_SAGEMAKER_DATA_URL"):
+        dataset.load_iris((tmp_path / "missing.csv").as_uri())
+
+
+@pytest.mark.parametrize("seed", [0, 42])
+def test_splitting_the_stored_table_equals_splitting_it_in_memory(tmp_path, monkeypatch, seed) -> None:
+    """The split streamed from the stored raw table (as split_iris reads it) draws the same shuffle and
+    gives the same sides, indexes and labels as dataset.split of the loaded table."""
+    from iris_sagemaker.storage import LocalObjectStore, read_csv, write_csv
+
+    monkeypatch.setattr(dataset, "PARSE_ROWS", 64)
+    store = LocalObjectStore(tmp_path)
+    write_csv(store, "b-1", "raw.csv", dataset.parse_iris(_many_rows(1000)))
+    expected = dataset.split(read_csv(store, "b-1", "raw.csv"), seed)
+    got = dataset.split_stored(lambda: store.open_read("b-1", "raw.csv"), seed)
+    pd.testing.assert_frame_equal(got.train, expected.train)
+    pd.testing.assert_frame_equal(got.test_features, expected.test_features)
+    pd.testing.assert_series_equal(got.test_labels, expected.test_labels)
+    assert dataset.to_sagemaker_csv(got.train) == dataset.to_sagemaker_csv(expected.train)
+    header = b"sepal_length,sepal_width,petal_length,petal_width,species\n"
+    store.put_bytes("b-1", "one.csv", header + b"1,2,3,4,Iris-setosa\n")
+    with pytest.raises(IrisDataError, match="cannot be split"):
+        dataset.split_stored(lambda: store.open_read("b-1", "one.csv"), seed)

@@ -15,6 +15,18 @@ def test_parses_json_documents_per_mini_batch_and_jsonlines() -> None:
     assert evaluation.parse_predictions(data) == [2.0, 0.0, 1.0]
     lines = b'{"predicted_label": 1.0}\n{"predicted_label": 0.0, "distances": [0.1], "labels": [0.0]}\n'
     assert evaluation.parse_predictions(lines) == [1.0, 0.0]
+    assert evaluation.parse_predictions(b'{"predicted_label": 2}\n{"predicted_label": -0.0}') == [2.0, -0.0]
+    assert str(evaluation.parse_predictions(b'{"predicted_label": -0.0}')[0]) == "-0.0"
+
+
+def test_equal_labels_are_one_float_object() -> None:
+    """Equal labels are one float object, in what parse_predictions and shared_floats return."""
+    records = [b'{"predicted_label": 2.0}', b'{"predicted_label": 1.0}'] * 5000
+    labels = evaluation.parse_predictions(b'{"predictions": [' + b", ".join(records) + b"]}")
+    assert labels[:2] == [2.0, 1.0] and len(labels) == 10000 and len({id(v) for v in labels}) == 2
+    shared = evaluation.shared_floats([0.0, -0.0, 1, 1.0, 0.0, float("nan")])
+    assert [str(v) for v in shared] == ["0.0", "-0.0", "1.0", "1.0", "0.0", "nan"]
+    assert shared[0] is shared[4] and shared[2] is shared[3]
 
 
 @pytest.mark.parametrize(

@@ -144,6 +144,20 @@ def test_vote_ties_go_to_the_nearest_tied_label():
     assert knn.vote(neighbours).tolist() == [1.0, 3.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 9])
+def test_the_column_vote_counts_as_the_comparison_cube(k):
+    """Small k votes column by column; it must pick what the (rows, k, k) comparison cube picks, NaN
+    (a neighbour an IVF index did not fill) matching nothing, ties to the nearer label."""
+    rng = np.random.default_rng(k)
+    neighbours = rng.integers(0, 3, (20000, k)).astype(np.float32)
+    neighbours[rng.random(neighbours.shape) < 0.05] = np.nan
+    counts = (neighbours[:, :, None] == neighbours[:, None, :]).sum(axis=2)
+    expected = neighbours[np.arange(len(neighbours)), counts.argmax(axis=1)]
+    got = knn.vote(neighbours)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_classifier_on_iris_like_data():
     labels, features = iris_like()
     model = knn.train(_params(), labels[:105], features[:105])

@@ -67,7 +67,7 @@ def test_transform_log_and_incremental_reads(lab):
     assert lines[1].startswith(
         "model loaded from s3://bucket/results/train-iris/output/model.tar.gz: faiss.Flat"
     )
-    assert lines[1].endswith("exact search by faiss")
+    assert lines[1].endswith("exact search by flat scan")
     assert "reading s3://bucket/in/test.csv" in lines
     assert "scored batch 1: 30 rows (30 rows so far)" in lines
     assert "wrote s3://bucket/out/test.csv.out (30 rows in 1 batches)" in lines

@@ -68,6 +68,73 @@ def test_records_are_read_across_chunk_boundaries(monkeypatch) -> None:
     np.testing.assert_array_equal(decoded, features)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labelled", [True, False])
+@pytest.mark.parametrize("d", [1, 4, 7])
+def test_one_parse_per_block_reads_what_record_by_record_reads(dtype, labelled, d) -> None:
+    rng = np.random.default_rng(d)
+    features = rng.normal(size=(300, d)).astype(dtype)
+    labels = rng.integers(0, 3, 300).astype(dtype)
+    data = encode_dense(features, labels if labelled else None)
+    [block] = recordio.iter_frame_blocks(io.BytesIO(data), "x")
+    assert len(block) >= recordio.BULK_RECORDS
+    assert recordio._decode_uniform(block, d, labelled) is not None  # the one-parse path
+    got_features, got_labels = recordio.decode_block(block, d, "x", labelled)
+    want_features, want_labels = recordio.decode_records(block.frames(), d, "x", labelled)
+    assert got_features.dtype == np.float32
+    np.testing.assert_array_equal(got_features, want_features.astype(np.float32))
+    np.testing.assert_array_equal(got_features, features.astype(np.float32))
+    if labelled:
+        np.testing.assert_array_equal(got_labels, want_labels.astype(np.float32))
+    else:
+        assert got_labels is None
+
+
+def test_a_record_unlike_its_block_is_still_read_or_named() -> None:
+    """Equal lengths are not enough: a record that differs from the first one's layout anywhere but in
+    its values sends the block record by record, which reads it (a uid, a float64 tensor) or names it."""
+    labels, features = iris_like(rows_per_class=10)
+    good = encode_dense(features, labels)
+    assert len(features) >= recordio.BULK_RECORDS
+    odd = Record()
+    odd.features["values"].float64_tensor.values.extend([1.0, 2.0, 3.0, 4.0])
+    odd.label["values"].float64_tensor.values.append(1.0)
+    odd.uid = "x"
+    decoded, decoded_labels = _decode(good[:120] + frame(odd.SerializeToString()) + good[120:])
+    assert decoded[2].tolist() == [1, 2, 3, 4] and decoded_labels[2] == 1 and len(decoded) == 31
+    # Same length as its neighbours, but the features' key is not "values": record 3 is named.
+    renamed = _record(
+        features=("valuez", "float32_tensor", [1, 2, 3, 4]), label=("values", "float32_tensor", [0])
+    )
+    assert len(renamed) == 60 == len(good) // 30
+    with pytest.raises(FormatError, match=r"record 3 of s3://b/x.pbr has no features\['values'\]"):
+        _decode(good[:120] + renamed + good[120:])
+    nan = encode_dense(np.where(np.arange(30)[:, None] == 6, np.nan, features), labels)
+    with pytest.raises(FormatError, match=r"record 7 of s3://b/x\.pbr holds a value that is not a finite"):
+        _decode(nan)
+
+
+def test_frames_with_padding_are_read_across_chunk_boundaries(monkeypatch) -> None:
+    monkeypatch.setattr(recordio, "_READ_CHUNK", 5)  # reads end inside headers, records and padding
+    records = []
+    for i in range(40):
+        record = Record()
+        record.features["values"].float32_tensor.values.extend([float(i), 1.0, 2.0, 3.0])
+        record.label["values"].float32_tensor.values.append(i % 3)
+        record.uid = "u" * (i % 5)  # lengths 52..56: padding of 0 to 3 bytes
+        records.append(record.SerializeToString())
+    data = b"".join(frame(r) for r in records)
+    frames = list(iter_frames(io.BytesIO(data), "x"))
+    assert [f.data for f in frames] == records
+    features, labels = recordio.decode_records(frames, 4, "x", labelled=True)
+    assert features[:, 0].tolist() == list(range(40)) and labels.tolist() == [i % 3 for i in range(40)]
+    # A read that ends right after a record, before its padding: the padding is skipped in the next read.
+    monkeypatch.setattr(recordio, "_READ_CHUNK", 8 + len(records[1]))
+    assert len(records[1]) % 4 and [f.data for f in iter_frames(io.BytesIO(frame(records[1]) * 3), "x")] == [
+        records[1]
+    ] * 3
+
+
 def _good(n: int = 3) -> bytes:
     labels, features = iris_like(rows_per_class=1)
     return encode_dense(features[:n], labels[:n])
@@ -362,9 +429,9 @@ def test_split_type_must_match_the_content_type(lab: Lab, iris_model) -> None:
 def test_a_payload_limit_smaller_than_a_record_is_named() -> None:
     from iris_sagemaker.local_sagemaker import transform
 
-    frames = [recordio.Frame(1, 0, b"x" * 20)]
-    with pytest.raises(FormatError, match=r"record 1 is larger than MaxPayloadInMB \(16 bytes\)"):
-        list(transform.record_payloads(iter(frames), False, 16))
+    blocks = recordio.iter_frame_blocks(io.BytesIO(frame(b"x" * 8) + frame(b"x" * 20)), "x")
+    with pytest.raises(FormatError, match=r"record 2 is larger than MaxPayloadInMB \(24 bytes\)"):
+        list(transform.record_payloads(blocks, False, 24))
 
 
 # ---- real-time inference on RecordIO --------------------------------------------------------------------

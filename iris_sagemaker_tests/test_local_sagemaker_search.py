@@ -25,10 +25,10 @@ def _random(d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         (1, {}, "kd-tree"),
         (4, {}, "kd-tree"),
         (knn.KD_TREE_MAX_DIM, {}, "kd-tree"),
-        (knn.KD_TREE_MAX_DIM + 1, {}, "faiss"),
-        (64, {}, "faiss"),
+        (knn.KD_TREE_MAX_DIM + 1, {}, "flat scan"),
+        (64, {}, "flat scan"),
         (4, {"index_metric": "COSINE"}, "faiss"),
-        (4, {"index_metric": "INNER_PRODUCT"}, "faiss"),
+        (4, {"index_metric": "INNER_PRODUCT"}, "flat scan"),
         (16, {"dimension_reduction_type": "sign", "dimension_reduction_target": "4"}, "faiss"),
         (4, {"index_type": "faiss.IVFFlat", "faiss_index_ivf_nlists": "4"}, "faiss"),
     ],
@@ -65,9 +65,9 @@ def test_kd_tree_matches_faiss_flat(d):
     assert (prediction.labels == labels[got_ids]).all()
 
 
-def test_small_indexes_keep_faiss_and_need_no_scipy():
+def test_small_indexes_take_the_flat_scan_and_need_no_scipy():
     labels, features = _random(4, knn.KD_TREE_MIN_POINTS - 1, seed=1)
-    assert knn.train(_params(4), labels, features).search_method == "faiss"
+    assert knn.train(_params(4), labels, features).search_method == "flat scan"
 
 
 def test_kd_tree_with_k_1_and_duplicate_points(monkeypatch):
@@ -98,8 +98,8 @@ def test_kd_tree_regressor_matches_faiss(monkeypatch):
 
 
 def test_a_row_gets_the_same_neighbours_alone_as_in_a_large_batch() -> None:
-    """faiss's flat scan switches to BLAS for batches, which can reorder near-ties; the exact re-rank
-    makes a batch transform and a one-row invocation agree (here d=16, rounded values: many ties)."""
+    """faiss's flat scan switches to BLAS for batches, which can reorder near-ties; the engine's exact
+    scan makes a batch transform and a one-row invocation agree (here d=16, rounded values: many ties)."""
     rng = np.random.default_rng(0)  # with faiss alone, 16 of the first 2000 rows differ
     labels = rng.integers(0, 3, 2000).astype(np.float32)
     points = np.round(rng.normal(5, 1, (2000, 16)), 1).astype(np.float32)
@@ -116,3 +116,68 @@ def test_a_row_gets_the_same_neighbours_alone_as_in_a_large_batch() -> None:
     head = queries[:300].astype(np.float64)
     exact = ((head[:, None, :] - points[None].astype(np.float64)) ** 2).sum(axis=2)
     np.testing.assert_allclose(batch.distances[:300], np.sort(exact, axis=1)[:, :3], rtol=1e-6)
+
+
+def _exact_neighbours(points: np.ndarray, queries: np.ndarray, k: int, l2: bool = True) -> np.ndarray:
+    """The k nearest by float64 distance (squared L2, or minus the inner product), ties to the lower id."""
+    p, q = points.astype(np.float64), queries.astype(np.float64)
+    keys = ((q[:, None, :] - p[None]) ** 2).sum(axis=2) if l2 else -(q @ p.T)
+    ids = np.broadcast_to(np.arange(len(points)), keys.shape)
+    return np.lexsort((ids, keys), axis=-1)[:, :k]
+
+
+@pytest.mark.parametrize(
+    ("d", "points", "k", "metric", "decimals"),
+    [
+        (9, 1500, 3, "L2", None),
+        (64, 3000, 5, "L2", None),
+        (16, 2000, 3, "L2", 0),  # integer coordinates: many exact ties, decided by the lower id
+        (3, 40, 40, "L2", 1),  # k = every point; a small index (one group per point)
+        (10, 1100, 300, "L2", None),  # more neighbours than groups of 16 points: one group per point
+        (12, 5000, 1, "INNER_PRODUCT", None),
+        (32, 1200, 7, "INNER_PRODUCT", 1),
+    ],
+)
+def test_flat_scan_is_exact(d, points, k, metric, decimals):
+    rng = np.random.default_rng(d * points + k)
+    data = rng.normal(3, 2, (points, d))
+    queries = rng.normal(3, 2, (700, d))
+    if decimals is not None:
+        data, queries = np.round(data, decimals), np.round(queries, decimals)
+    data, queries = data.astype(np.float32), queries.astype(np.float32)
+    data[1::97] = data[::97][: len(data[1::97])]  # duplicate points: equal distances
+    hp = {"feature_dim": str(d), "k": str(k), "predictor_type": "regressor", "sample_size": str(points)}
+    model = knn.train(knn.parse_hyperparameters({**hp, "index_metric": metric}), np.zeros(points), data)
+    assert model.search_method == "flat scan"
+    distances, ids = model.search(queries)
+    want = _exact_neighbours(data, queries, k, metric == "L2")
+    np.testing.assert_array_equal(ids, want)
+    q, p = queries.astype(np.float64)[:, None, :], data.astype(np.float64)[want]
+    exact = ((q - p) ** 2).sum(axis=2) if metric == "L2" else (q * p).sum(axis=2)
+    np.testing.assert_allclose(distances, exact, rtol=1e-6, atol=1e-6)
+
+
+def test_flat_scan_far_from_the_origin_and_with_huge_queries():
+    """Points far from the origin with small gaps between them (the approximate distances cancel badly),
+    and queries far outside the data: the error bound widens the candidates, the answer stays exact."""
+    rng = np.random.default_rng(5)
+    data = (1000 + rng.normal(0, 0.01, (2000, 20))).astype(np.float32)
+    queries = np.concatenate(
+        [1000 + rng.normal(0, 0.01, (300, 20)), rng.normal(0, 1e6, (20, 20))]
+    ).astype(np.float32)
+    scan = knn.FlatScan(data, l2=True)
+    _, ids = scan.search(queries, 4)
+    np.testing.assert_array_equal(ids, _exact_neighbours(data, queries, 4))
+    alone = np.concatenate([scan.search(queries[i : i + 1], 4)[1] for i in range(len(queries))])
+    np.testing.assert_array_equal(alone, ids)
+
+
+def test_flat_scan_batches_of_every_size_agree():
+    rng = np.random.default_rng(11)
+    data = np.round(rng.normal(0, 1, (4000, 64)), 1).astype(np.float32)
+    queries = np.round(rng.normal(0, 1, (3000, 64)), 1).astype(np.float32)
+    scan = knn.FlatScan(data, l2=True)
+    _, whole = scan.search(queries, 3)
+    for size in (1, 7, 300, 2048):
+        parts = [scan.search(queries[i : i + size], 3)[1] for i in range(0, 600, size)]
+        np.testing.assert_array_equal(np.concatenate(parts)[:600], whole[:600])

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+import io
+import json
 import os
+from datetime import datetime
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from iris_sagemaker import storage
 from iris_sagemaker.storage import (
     LocalObjectStore,
     ObjectNotFound,
     ObjectStoreError,
     parse_s3_uri,
+    read_csv,
+    release_free_memory,
+    write_csv,
+    write_json,
 )
 
 
@@ -91,3 +101,58 @@ def test_a_dead_writers_temporary_file_is_removed_by_the_next_write(tmp_path) ->
     store.put_bytes("bucket", "results/b.out", b"second")
     assert not dead.exists() and live.exists()
     assert sorted(p.name for p in folder.iterdir()) == [live.name, "a.out", "b.out"]
+
+
+def _table(rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(rows)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=rows).round(3),
+            "species": rng.choice(["Iris-setosa", "Iris-versicolor", "Iris-virginica"], rows),
+            "label": rng.integers(0, 3, rows),
+            "ok": rng.random(rows) > 0.5,
+            "id": [f"row-{i}" for i in range(rows)],
+        }
+    )
+    frame.loc[3, "species"] = None
+    frame["maybe"] = frame["label"].astype(float)
+    frame.loc[rows - 2, "maybe"] = np.nan  # ints in the first chunks, a float in the last one
+    return frame
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_tables_are_written_and_read_a_chunk_at_a_time(store, monkeypatch, header: bool) -> None:
+    """Chunks of 7 rows: the object is exactly to_csv's text, and what comes back is read_csv's frame
+    (values, dtypes, text columns, an int column widened by a missing value in a later chunk)."""
+    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 7)
+    frame = _table(60)
+    write_csv(store, "b-1", "t.csv", frame, header=header)
+    text = store.get_bytes("b-1", "t.csv")
+    assert text == frame.to_csv(index=False, header=header).encode()
+    options = {} if header else {"header": None, "names": list(frame.columns)}
+    expected = pd.read_csv(io.BytesIO(text), **options)
+    got = read_csv(store, "b-1", "t.csv", **options)
+    pd.testing.assert_frame_equal(got, expected)
+    species = got["species"].dropna()
+    assert len({id(value) for value in species}) <= 3 * (-(-60 // 7))  # a string object per value a chunk
+
+
+def test_reading_odd_tables(store, monkeypatch) -> None:
+    monkeypatch.setattr(storage, "CSV_CHUNK_ROWS", 4)
+    for name, text in [
+        ("empty.csv", b"a,b\n"),
+        ("mixed.csv", b"a\n" + b"1\n" * 10 + b"x\n"),  # numbers, then text: read whole, as pandas does
+        ("no-newline.csv", b"a,b\n1,x\n2,y"),
+    ]:
+        store.put_bytes("b-1", name, text)
+        pd.testing.assert_frame_equal(read_csv(store, "b-1", name), pd.read_csv(io.BytesIO(text)))
+    write_csv(store, "b-1", "none.csv", _table(10).iloc[:0])
+    assert store.get_bytes("b-1", "none.csv") == b"x,species,label,ok,id,maybe\n"
+
+
+def test_json_is_written_in_pieces_as_json_dumps_writes_it(store) -> None:
+    value = {"b": [1.0, -0.0, 2.5] * 200_000, "a": {"when": datetime(2026, 1, 2), "none": None, "s": "é"}}
+    write_json(store, "b-1", "v.json", value)
+    expected = json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+    assert store.get_bytes("b-1", "v.json") == expected
+    release_free_memory()  # harmless anywhere, any number of times

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Iterator
 from functools import cached_property
@@ -37,7 +36,16 @@ from iris_sagemaker.job_logs import (
     LogTail,
 )
 from iris_sagemaker.settings import Settings
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError, parse_s3_uri
+from iris_sagemaker.storage import (
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    parse_s3_uri,
+    read_csv,
+    release_free_memory,
+    write_csv,
+    write_json,
+)
 
 # Asset definition metadata read by the IO manager.
 KEY = "iris_sagemaker/s3_key"  # where the asset is stored in the bucket
@@ -247,34 +255,32 @@ class IrisS3IOManager(ConfigurableIOManager):
             frame = obj
             if label_column:
                 labels_key = run_objects.sibling(key, str(metadata[LABEL_KEY]))
-                store.put_bytes(bucket, labels_key, obj[[label_column]].to_csv(index=False).encode())
+                write_csv(store, bucket, labels_key, obj[[label_column]])
                 frame = obj.drop(columns=[label_column])
-            store.put_bytes(
-                bucket, key, frame.to_csv(index=False, header=bool(metadata.get(HEADER, True))).encode()
-            )
+            write_csv(store, bucket, key, frame, header=bool(metadata.get(HEADER, True)))
         else:
-            store.put_bytes(bucket, key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+            write_json(store, bucket, key, obj)
         context.add_output_metadata({"uri": self.backend.settings.uri(key)})
 
     def load_input(self, context: InputContext) -> Any:
         store, bucket = self.backend.get_store(), self.backend.settings.bucket
         key = stored_key(context, store, bucket, self._run(context), context.asset_key, self._key(context))
         metadata = self._metadata(context)
+        release_free_memory()  # what earlier steps freed: a step starts from the run's base, not their peak
         try:
-            data = store.get_bytes(bucket, key)
+            if key.endswith(".json"):
+                return json.loads(store.get_bytes(bucket, key))
+            if metadata.get(HEADER, True):
+                frame = read_csv(store, bucket, key)
+            else:
+                frame = read_csv(store, bucket, key, header=None, names=list(metadata[COLUMNS]))
         except ObjectNotFound:
             raise ObjectNotFound(bucket, key).with_hint(
                 f"materialize {context.asset_key.to_user_string()} first"
             ) from None
-        if key.endswith(".json"):
-            return json.loads(data)
-        if metadata.get(HEADER, True):
-            frame = pd.read_csv(io.BytesIO(data))
-        else:
-            frame = pd.read_csv(io.BytesIO(data), header=None, names=list(metadata[COLUMNS]))
         label_column = metadata.get(LABEL_COLUMN)
         if label_column:
             labels_key = run_objects.sibling(key, str(metadata[LABEL_KEY]))
-            labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, labels_key)))
+            labels = read_csv(store, bucket, labels_key)
             frame[label_column] = labels[label_column].to_numpy()
         return frame

@@ -419,11 +419,11 @@ def short_float(value: np.floating | float) -> float:
 @dataclass(frozen=True)
 class Payload:
     """One request of a batch transform: its bytes and the line (or record) it starts at; a RecordIO
-    payload carries its records already framed apart instead of bytes."""
+    payload carries its records already framed apart instead of bytes (the blocks that hold them)."""
 
     data: bytes
     first_line: int
-    records: tuple[recordio.Frame, ...] | None = None
+    records: tuple[recordio.FrameBlock, ...] | None = None
 
 
 def line_payloads(lines: Iterable[bytes], single_record: bool, max_bytes: int) -> Iterator[Payload]:

@@ -11,20 +11,25 @@ dimension reduction, padding and normalisation live inside it as an ``IndexPreTr
 these three members from memory only: nothing is unpickled or extracted to disk.
 
 Exact search (``faiss.Flat``): the answer is the exact k nearest neighbours, computed by the fastest
-exact method for the data's shape. For the L2 metric without dimension reduction and a low dimension
-(``feature_dim <= KD_TREE_MAX_DIM``), a kd-tree (``scipy.spatial.cKDTree``, float64, all cores) is built at
-load time from the index's own vectors; otherwise faiss's flat index scans by brute force (BLAS).
+exact method for the data's shape, and the same for a row whatever batch it comes in. For the L2 metric
+without dimension reduction and a low dimension (``feature_dim <= KD_TREE_MAX_DIM``), a kd-tree
+(``scipy.spatial.cKDTree``, float64, all cores) is built at load time from the index's own vectors.
 Measured on this project's 2-core machine (10k indexed points, k=3, uniform random data, the kd-tree's
-worst case): the kd-tree is ~40x faster at d=4, 2-7x at d=6..9, about even at d=10..11 and slower from
-d=12 (~7x slower at d=16); faiss was up to 2x faster again when run from a worker thread, as jobs are.
-So the cut is at d=8, where the kd-tree still wins by 2x or more. Small indexes (fewer than
-``KD_TREE_MIN_POINTS``) keep faiss too: a flat scan of them is already cheap, and the kd-tree's import
-(scipy.spatial, ~0.4 s) would cost more than it saves. Other metrics (inner product, cosine)
-and the IVF indexes keep faiss. The artifact is always the faiss index; the kd-tree is only a search
-structure rebuilt from it (``reconstruct_n``), so loading stays pickle-free. A plain flat index (no
-dimension reduction or cosine normalisation in front) is re-ranked exactly in float64, ties going to the
-lower id, so a row gets the same neighbours in a batch transform of millions as in a one-row
-InvokeEndpoint (faiss alone switches to BLAS for batches, which can reorder near-ties).
+worst case): the kd-tree is ~40x faster than faiss's flat scan at d=4, 2-7x at d=6..9, about even at
+d=10..11 and slower from d=12 (~7x slower at d=16); against :class:`FlatScan` (below) it is ~15x faster
+at d=4, ~2.5x at d=8 and about even at d=10. So the cut is at d=8, where the kd-tree still wins by 2x. Small
+indexes (fewer than ``KD_TREE_MIN_POINTS``) skip the kd-tree: a flat scan of them is already cheap, and
+the kd-tree's import (scipy.spatial, ~0.4 s) would cost more than it saves. Every other plain flat index
+(L2 or inner product, no dimension reduction or cosine normalisation in front) is searched by
+:class:`FlatScan`, an exact brute-force scan: one float32 matrix product (BLAS) per block of queries
+gives approximate distances; their rounding error has a proven bound, so a threshold derived from them
+(the k-th smallest of per-group minima, plus twice the bound) admits every point that can be among the
+exact k nearest; only those few candidates are ranked by their float64 distance (summed in a fixed
+order), ties going to the lower id. A row therefore gets the same neighbours in a batch transform of
+millions as in a one-row InvokeEndpoint (faiss's own flat scan switches to BLAS for batches, which can
+reorder near-ties). The artifact is always the faiss index; the kd-tree and the scan's matrices are only
+search structures rebuilt from it (``reconstruct_n``), so loading stays pickle-free. Cosine, dimension
+reduction and the IVF indexes are searched by faiss.
 
 Prediction rule: classifier = the most frequent label among the k nearest neighbours; on a tie, the
 label of the nearest neighbour among those carrying a tied label wins. Regressor = the mean label.
@@ -70,10 +75,16 @@ INDEX_METRICS = ("L2", "INNER_PRODUCT", "COSINE")
 PQ_M_VALUES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
 PQ_BITS = 8
 DEFAULT_MINI_BATCH_SIZE = 5000
-KD_TREE_MAX_DIM = 8  # exact L2 search by kd-tree up to this dimension, by faiss's flat scan above
+KD_TREE_MAX_DIM = 8  # exact L2 search by kd-tree up to this dimension, by FlatScan above
 KD_TREE_MIN_POINTS = 1000  # ... and from this many indexed points (below, a flat scan costs nothing)
-RERANK_MARGIN = 16  # candidates beyond k that faiss's flat scan proposes for the exact re-rank
+KD_TREE_LEAF_SIZE = 32  # points per kd-tree leaf: 0.8-1.0x the query time of scipy's default 16 at d=4..8
+SCAN_GROUP = 16  # points per group whose minimum bounds the k-th distance (FlatScan)
+SCAN_CHUNK_POINTS = 8192  # at most this many indexed points per matrix product (few large products
+# beat many small ones: each costs the BLAS threads a hand-over, dear on a busy machine)
+SCAN_BLOCK_CELLS = 1 << 23  # query rows x indexed points held at once as float32 distances (32 MiB)
+SCAN_MAX_ROWS = 2048  # query rows per block
 _VOTE_CELLS = 4_000_000  # bound on the (rows, k, k) comparison cube of one voting step
+_COLUMN_VOTE_MAX_K = 8  # up to this k, votes compare whole columns instead (k^2 vector operations)
 
 
 @dataclass(frozen=True)
@@ -308,68 +319,39 @@ class KnnModel:
         self.labels = np.ascontiguousarray(labels, dtype=np.float32)
         self.config = config
         self._tree: Any = None  # a scipy.spatial.cKDTree when use_kd_tree()
-        self._vectors: np.ndarray | None = None  # a plain flat index's points, for the exact re-rank
+        self._scan: FlatScan | None = None  # the exact scan of any other plain flat index
         flat = faiss.downcast_index(index)
         if isinstance(flat, faiss.IndexFlat) and flat.ntotal:
             if use_kd_tree(config, index.ntotal) and flat.metric_type == faiss.METRIC_L2:
                 from scipy.spatial import cKDTree
 
-                self._tree = cKDTree(flat.reconstruct_n(0, flat.ntotal).astype(np.float64))
+                points = flat.reconstruct_n(0, flat.ntotal).astype(np.float64)
+                self._tree = cKDTree(points, leafsize=KD_TREE_LEAF_SIZE)
             else:
-                self._vectors = flat.reconstruct_n(0, flat.ntotal)
-                self._l2 = flat.metric_type == faiss.METRIC_L2
-                self._largest_norm = float(np.max(np.einsum("ij,ij->i", self._vectors, self._vectors)))
+                self._scan = FlatScan(flat.reconstruct_n(0, flat.ntotal), flat.metric_type == faiss.METRIC_L2)
 
     @property
     def search_method(self) -> str:
-        """``"kd-tree"`` or ``"faiss"``: how :meth:`search` finds neighbours."""
-        return "kd-tree" if self._tree is not None else "faiss"
+        """``"kd-tree"``, ``"flat scan"`` (:class:`FlatScan`) or ``"faiss"``: how :meth:`search` finds
+        neighbours."""
+        if self._tree is not None:
+            return "kd-tree"
+        return "flat scan" if self._scan is not None else "faiss"
 
     def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distances, ids) of the k nearest indexed points, nearest first (faiss's conventions:
         squared L2 distances; similarities for INNER_PRODUCT / COSINE; id -1 where none was found)."""
         k = self.config.k
-        if self._vectors is not None:
-            return self._exact_flat(np.ascontiguousarray(features, dtype=np.float32), k)
+        if self._scan is not None:
+            keys, ids = self._scan.search(features, k)
+            distances = keys if self._scan.l2 else -keys
+            return distances.astype(np.float32), ids
         if self._tree is None:
             distances, ids = self.index.search(np.ascontiguousarray(features, dtype=np.float32), k)
             return distances, ids
         dist, ids = self._tree.query(features.astype(np.float64), k=k, workers=-1)
         dist, ids = dist.reshape(len(features), k), ids.reshape(len(features), k)
         return np.square(dist).astype(np.float32), ids.astype(np.int64)
-
-    def _exact_flat(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest by exact (float64) distance, ties to the lower id, whatever the batch.
-
-        faiss's flat scan computes distances one way for a few queries and by BLAS for many, so near-
-        ties could order differently in a batch transform than in a one-row invocation. faiss proposes
-        ``k + RERANK_MARGIN`` candidates; they are re-ranked exactly; a row whose k-th distance is not
-        clear of the last candidate's (by more than float32's error) is ranked against every point.
-        """
-        vectors = self._vectors
-        assert vectors is not None
-        total = len(vectors)
-        wide = min(total, k + RERANK_MARGIN)
-        _, candidates = self.index.search(queries, wide)
-        ids = np.empty_like(candidates)
-        keys = np.empty(candidates.shape, np.float64)
-        step = max(1, (1 << 21) // (wide * vectors.shape[1]))  # bound the float64 gather to ~16 MB
-        for start in range(0, len(queries), step):
-            block = slice(start, start + step)
-            ids[block], keys[block] = _exact_order(vectors, queries[block], candidates[block], self._l2)
-        if wide < total:
-            scale = self._largest_norm
-            norms = np.einsum("ij,ij->i", queries, queries).astype(np.float64)
-            tolerance = 1e-5 * ((norms + scale) if self._l2 else np.sqrt(norms * scale)) + 1e-12
-            unsure = np.nonzero(keys[:, k - 1] >= keys[:, -1] - tolerance)[0]
-            rows_per_block = max(1, (1 << 22) // (total * vectors.shape[1]))
-            for start in range(0, len(unsure), rows_per_block):
-                rows = unsure[start : start + rows_per_block]
-                every = np.broadcast_to(np.arange(total), (len(rows), total))
-                all_ids, all_keys = _exact_order(vectors, queries[rows], every, self._l2)
-                ids[rows, :k], keys[rows, :k] = all_ids[:, :k], all_keys[:, :k]
-        distances = keys[:, :k] if self._l2 else -keys[:, :k]
-        return distances.astype(np.float32), ids[:, :k].astype(np.int64)
 
     def predict(self, features: np.ndarray) -> Prediction:
         if features.ndim != 2 or features.shape[1] != self.config.feature_dim:
@@ -378,23 +360,145 @@ class KnnModel:
             empty = np.empty((0, self.config.k), np.float32)
             return Prediction(np.empty(0, np.float32), empty, empty)
         distances, ids = self.search(features)
-        if self._tree is None:
+        if self._tree is None and self._scan is None:
             neighbours = np.where(ids >= 0, self.labels[np.clip(ids, 0, None)], np.float32(np.nan))
-        else:  # the kd-tree always fills all k (k <= points is checked at training)
+        else:  # exact searches always fill all k (k <= points is checked at training)
             neighbours = self.labels[ids]
         predicted = vote(neighbours) if self.config.predictor_type == "classifier" else _mean(neighbours)
         return Prediction(predicted, distances, neighbours)
 
 
-def _exact_order(
-    vectors: np.ndarray, queries: np.ndarray, candidates: np.ndarray, l2: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's candidates sorted by exact distance (L2: squared; else minus the inner product), then id."""
-    points = vectors[candidates].astype(np.float64)
-    q = queries.astype(np.float64)[:, None, :]
-    keys = ((points - q) ** 2).sum(axis=2) if l2 else -(points * q).sum(axis=2)
-    order = np.lexsort((candidates, keys), axis=-1)
-    return np.take_along_axis(candidates, order, -1), np.take_along_axis(keys, order, -1)
+_UNIT_ROUNDOFF = 2.0**-24  # float32's
+
+
+class FlatScan:
+    """Exact k nearest neighbours of a flat index (L2 or inner product) by brute force, the same for a
+    row whatever batch it is searched in.
+
+    Per block of query rows, one float32 matrix product per chunk of indexed points gives every
+    approximate distance: for L2 ``|p|^2 - 2 q.p`` (the query's own norm, the same for all points of a
+    row, is left out), for the inner product ``-q.p``. The indexed points are split into groups of
+    :data:`SCAN_GROUP`; the k-th smallest of a row's group minima, ``tau``, bounds its k-th smallest
+    approximate distance from above (k distinct points reach those minima). A dot product of n terms
+    computed in float32 in any order, with or without fused multiply-adds, is off by at most
+    ``n u / (1 - n u)`` times the sum of the terms' magnitudes (u = 2^-24), so with ``err`` that bound
+    for the row, the exact k-th distance is at most ``tau + err`` and no point whose approximate
+    distance exceeds ``tau + 2 err`` can be among the exact k nearest (nor tie with the k-th). The
+    points under that threshold (usually about k of them) are ranked by their distance in float64,
+    computed elementwise and summed in a fixed pairwise order, then by id. So the answer depends only
+    on the row: neither on the batch around it nor on how the BLAS library ordered its sums.
+    """
+
+    def __init__(self, vectors: np.ndarray, l2: bool) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.l2 = l2
+        points, dim = self.vectors.shape
+        self.points, self.dim = points, dim
+        wide = self.vectors.astype(np.float64)
+        norms = np.einsum("ij,ij->i", wide, wide)
+        self._max_norm_sq = float(norms.max()) if points else 0.0
+        self._group = SCAN_GROUP if points >= SCAN_GROUP * 64 else 1
+        self._chunks = -(-points // SCAN_CHUNK_POINTS)
+        chunk = -(-points // (self._chunks * self._group)) * self._group  # even chunks, little padding
+        self._chunk = chunk
+        # Each chunk as a (dim + 1, chunk) matrix: [-2p | |p|^2] (L2) or [-p | 0] (inner product), so that
+        # [q | 1] times it gives the approximate distances at once. Padding points are infinitely far.
+        augmented = np.zeros((self._chunks * chunk, dim + 1), np.float32)
+        augmented[:points, :dim] = self.vectors * (-2.0 if l2 else -1.0)
+        if l2:
+            augmented[:points, dim] = norms
+        augmented[points:, dim] = np.inf
+        self._matrices = np.ascontiguousarray(
+            augmented.reshape(self._chunks, chunk, dim + 1).transpose(0, 2, 1)
+        )
+        self._rows = int(min(SCAN_MAX_ROWS, max(1, SCAN_BLOCK_CELLS // (self._chunks * chunk))))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, ids) of the k nearest points of each row, nearest first: keys are the exact float64
+        squared L2 distances, or minus the inner products."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        keys = np.empty((len(queries), k), np.float64)
+        ids = np.empty((len(queries), k), np.int64)
+        for start in range(0, len(queries), self._rows):
+            block = slice(start, start + self._rows)
+            ids[block], keys[block] = self._search_block(queries[block], k)
+        return keys, ids
+
+    def _search_block(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, dim, chunk = len(queries), self.dim, self._chunk
+        group = self._group if self._chunks * (chunk // self._group) >= k else 1  # k groups at least
+        per_chunk = chunk // group
+        augmented = np.empty((rows, dim + 1), np.float32)
+        augmented[:, :dim] = queries
+        augmented[:, dim] = 1.0
+        approx = np.empty((self._chunks, rows, chunk), np.float32)
+        minima = np.empty((rows, self._chunks, per_chunk), np.float32)
+        for c in range(self._chunks):
+            np.matmul(augmented, self._matrices[c], out=approx[c])
+            # Group i of a chunk: its points i, i + per_chunk, i + 2 per_chunk, ... (one vector min).
+            np.minimum.reduce(approx[c].reshape(rows, group, per_chunk), axis=1, out=minima[:, c])
+        minima = minima.reshape(rows, -1)
+        tau = np.partition(minima, k - 1, axis=1)[:, k - 1].astype(np.float64)
+        threshold = tau + 2.0 * self._error_bound(queries)
+        # The groups that can hold a candidate, then their points under the threshold.
+        row, column = np.nonzero(minima <= threshold[:, None])
+        chunk_of, first = np.divmod(column, per_chunk)
+        within = first[:, None] + per_chunk * np.arange(group)
+        admitted = approx[chunk_of[:, None], row[:, None], within] <= threshold[row, None]
+        ids = (within + (chunk_of * chunk)[:, None])[admitted]
+        row = np.broadcast_to(row[:, None], admitted.shape)[admitted]
+        if ids.size and ids.max() >= self.points:  # padding, admitted only by an infinite threshold
+            keep = ids < self.points
+            ids, row = ids[keep], row[keep]
+        keys = self._exact_keys(queries, row, ids)
+        order = np.lexsort((ids, keys, row))
+        counts = np.bincount(row, minlength=rows)
+        picked = order[(np.cumsum(counts) - counts)[:, None] + np.arange(k)]
+        return ids[picked], keys[picked]
+
+    def _error_bound(self, queries: np.ndarray) -> np.ndarray:
+        """Per row, a bound on how far an approximate distance is from the exact one (shifted by the
+        row's own |q|^2 for L2), plus what the float64 keys' own rounding and float32's underflow may
+        add, with 1% to spare."""
+        wide = queries.astype(np.float64)
+        query_norm = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+        largest = math.sqrt(self._max_norm_sq)
+        terms = self.dim + 2
+        gamma = terms * _UNIT_ROUNDOFF / (1 - terms * _UNIT_ROUNDOFF) * 1.01
+        keys = 2.0 * terms * 2.0**-53 * 1.01 * (query_norm + largest) ** 2
+        tiny = 2.0 * terms * 2.0**-149  # products below float32's normal range lose up to this, each
+        if self.l2:  # |sum| <= 2 |q| |p| + |p|^2, and |p|^2 itself was rounded to float32
+            return gamma * (2.0 * query_norm * largest + 2.0 * self._max_norm_sq) + keys + tiny
+        return gamma * query_norm * largest + keys + tiny
+
+    def _exact_keys(self, queries: np.ndarray, row: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """float64 squared distances (L2) or minus inner products of the (row, id) pairs: elementwise,
+        then summed pairwise in a fixed order, so a pair's key never depends on the others."""
+        keys = np.empty(len(ids), np.float64)
+        step = max(1, (1 << 20) // max(1, self.dim))
+        for start in range(0, len(ids), step):
+            part = slice(start, start + step)
+            terms = self.vectors[ids[part]].astype(np.float64)
+            query = queries[row[part]].astype(np.float64)
+            if self.l2:
+                terms -= query
+                terms *= terms
+            else:
+                terms *= query
+            keys[part] = _pairwise_sum(terms)
+        return keys if self.l2 else -keys
+
+
+def _pairwise_sum(terms: np.ndarray) -> np.ndarray:
+    """Row sums of a 2-D array, adding columns in halves (a fixed order, whatever the number of rows)."""
+    width = terms.shape[1]
+    while width > 1:
+        half = width // 2
+        summed = terms[:, :half] + terms[:, half : 2 * half]
+        if width % 2:
+            summed[:, 0] += terms[:, 2 * half]
+        terms, width = summed, half
+    return terms[:, 0] if width else np.zeros(len(terms))
 
 
 def use_kd_tree(config: ModelConfig, points: int) -> bool:
@@ -411,6 +515,8 @@ def use_kd_tree(config: ModelConfig, points: int) -> bool:
 def vote(neighbours: np.ndarray) -> np.ndarray:
     """Most frequent label per row; ties go to the tied label seen first, i.e. the nearest one."""
     rows, k = neighbours.shape
+    if k <= _COLUMN_VOTE_MAX_K:
+        return _vote_by_columns(neighbours)
     out = np.empty(rows, np.float32)
     step = max(1, _VOTE_CELLS // max(1, k * k))
     for start in range(0, rows, step):
@@ -419,6 +525,25 @@ def vote(neighbours: np.ndarray) -> np.ndarray:
         winner = counts.argmax(axis=1)  # argmax returns the first (nearest) position of the maximum
         out[start : start + step] = block[np.arange(len(block)), winner]
     return out
+
+
+def _vote_by_columns(neighbours: np.ndarray) -> np.ndarray:
+    """:func:`vote` for a small k, one whole column at a time (k^2 comparisons of n rows, no (n, k, k)
+    cube): the same counts (NaN matches nothing, not even itself) and the same first-maximum rule."""
+    columns = [np.ascontiguousarray(neighbours[:, i], dtype=np.float32) for i in range(neighbours.shape[1])]
+
+    def count(column: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(column), np.int16)
+        for other in columns:
+            total += column == other
+        return total
+
+    winner, best = columns[0].copy(), count(columns[0])
+    for column in columns[1:]:
+        votes = count(column)
+        np.copyto(winner, column, where=votes > best)  # strictly more: the nearer label keeps a tie
+        np.maximum(best, votes, out=best)
+    return winner
 
 
 def _mean(neighbours: np.ndarray) -> np.ndarray:

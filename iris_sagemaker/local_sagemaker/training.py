@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from iris_sagemaker.storage import ObjectStore, S3Uri
+from iris_sagemaker.storage import ObjectStore, S3Uri, release_free_memory
 
 from . import knn, recordio
 from .channels import matched_keys, object_chunks, open_object, source_uri
@@ -38,6 +38,13 @@ def model_artifact_uri(request: dict[str, Any]) -> S3Uri:
 
 def run_training(request: dict[str, Any], store: ObjectStore, ctx: JobContext) -> dict[str, Any]:
     """Everything a training job does after CreateTrainingJob returned; returns describe fields."""
+    try:
+        return _train(request, store, ctx)
+    finally:
+        release_free_memory()  # what the job's thread allocated and freed: not the process's to keep
+
+
+def _train(request: dict[str, Any], store: ObjectStore, ctx: JobContext) -> dict[str, Any]:
     params = knn.parse_hyperparameters(request.get("HyperParameters") or {})
     channels = _channels(request.get("InputDataConfig") or [])
     ctx.secondary_status("Downloading", "Downloading input data")

@@ -3,7 +3,10 @@ mini-batches and write ``<S3OutputPath>/<X>.out`` (atomically, only if the whole
 
 Memory is bounded by the payload size (MaxPayloadInMB, or :data:`.formats.STREAM_CHUNK_BYTES` without a
 limit), never by the object's: multi-record payloads are cut from the byte stream at line ends (no
-per-line Python), parsed by pandas' C parser, searched, voted by numpy and written at once."""
+per-line Python), parsed by pandas' C parser, searched, voted by numpy and written at once. RecordIO
+payloads are cut the same way, from frames located a run at a time, and each block of records is decoded
+by one protobuf parse (:mod:`.recordio`). When a job ends, the memory its thread freed is handed back to
+the operating system (``storage.release_free_memory``)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from iris_sagemaker.storage import ObjectStore
+from iris_sagemaker.storage import ObjectStore, release_free_memory
 
 from . import knn, recordio
 from .channels import matched_keys, object_chunks, object_lines, open_object, read_model, source_uri
@@ -108,6 +111,16 @@ def output_key(input_key: str, object_key: str, output_prefix: str) -> str:
 def run_transform(
     request: dict[str, Any], model_data_url: str, store: ObjectStore, ctx: JobContext
 ) -> dict[str, Any]:
+    """Everything a transform job does after CreateTransformJob returned; returns describe fields."""
+    try:
+        return _transform(request, model_data_url, store, ctx)
+    finally:
+        release_free_memory()  # what the job's thread allocated and freed: not the process's to keep
+
+
+def _transform(
+    request: dict[str, Any], model_data_url: str, store: ObjectStore, ctx: JobContext
+) -> dict[str, Any]:
     settings = settings_from(request)
     model = read_model(store, model_data_url)
     ctx.log(
@@ -131,7 +144,9 @@ def run_transform(
 
 
 class _Progress:
-    """Rate-limited "scored batch" lines for the job log (every batch would flood it)."""
+    """Rate-limited "scored batch" lines for the job log (every batch would flood it); at the same pace,
+    the memory the batches so far freed goes back to the operating system, so that a long stream's RSS
+    stays flat instead of creeping with the allocator's fragmentation."""
 
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
@@ -146,6 +161,7 @@ class _Progress:
         if now - self._last >= _PROGRESS_INTERVAL_S:
             self._last = now
             self._ctx.log(f"scored batch {self.batches}: {rows} rows ({self.rows} rows so far)")
+            release_free_memory()
 
 
 def _transform_object(
@@ -211,8 +227,8 @@ def _line_based(settings: TransformSettings) -> bool:
 def _payloads(fh: IO[bytes], settings: TransformSettings, source: str) -> Iterator[Payload]:
     try:
         if settings.split_records:
-            frames = recordio.iter_frames(fh, source)
-            yield from record_payloads(frames, settings.single_record, settings.max_bytes)
+            blocks = recordio.iter_frame_blocks(fh, source)
+            yield from record_payloads(blocks, settings.single_record, settings.max_bytes)
         elif settings.split_lines and settings.single_record:
             yield from line_payloads(object_lines(fh, source), True, settings.max_bytes)
         elif settings.split_lines or (settings.max_bytes == 0 and _line_based(settings)):
@@ -224,35 +240,52 @@ def _payloads(fh: IO[bytes], settings: TransformSettings, source: str) -> Iterat
 
 
 def record_payloads(
-    frames: Iterable[recordio.Frame], single_record: bool, max_bytes: int
+    blocks: Iterable[recordio.FrameBlock], single_record: bool, max_bytes: int
 ) -> Iterator[Payload]:
     """SplitType RecordIO: records packed into payloads of whole frames of at most ``max_bytes`` bytes
     (0: chunks of about :data:`.formats.STREAM_CHUNK_BYTES`), one record each with SingleRecord. A
-    payload's ``first_line`` is the number of its first record."""
+    payload's ``first_line`` is the number of its first record; its ``records`` are the blocks (or parts
+    of blocks) that hold them. Cuts are found by numpy over each block's frame sizes."""
     limit = max_bytes or STREAM_CHUNK_BYTES
-    batch: list[recordio.Frame] = []
+    parts: list[recordio.FrameBlock] = []
     size = 0
-    for item in frames:
-        framed = recordio.framed_size(len(item.data))
-        if max_bytes and framed > max_bytes:
-            raise FormatError(f"record {item.number} is larger than MaxPayloadInMB ({max_bytes} bytes)")
-        if batch and (single_record or size + framed > limit):
-            yield Payload(b"", batch[0].number, tuple(batch))
-            batch, size = [], 0
-        batch.append(item)
-        size += framed
-    if batch:
-        yield Payload(b"", batch[0].number, tuple(batch))
+    for block in blocks:
+        framed = block.framed_sizes()
+        if max_bytes and len(framed) and int(framed.max()) > max_bytes:
+            number = block.first_number + int(np.argmax(framed > max_bytes))
+            raise FormatError(f"record {number} is larger than MaxPayloadInMB ({max_bytes} bytes)")
+        if single_record:
+            for i in range(len(block)):
+                yield Payload(b"", block.first_number + i, (block.part(i, i + 1),))
+            continue
+        ends = np.cumsum(framed)
+        begin = 0
+        while begin < len(block):
+            before = int(ends[begin - 1]) if begin else 0
+            end = int(np.searchsorted(ends, before + limit - size, side="right"))
+            if end <= begin:  # the next record does not fit in this payload
+                if parts:
+                    yield Payload(b"", parts[0].first_number, tuple(parts))
+                    parts, size = [], 0
+                    continue
+                end = begin + 1  # larger than the limit, and no MaxPayloadInMB: a payload of its own
+            parts.append(block.part(begin, end))
+            size += int(ends[end - 1]) - before
+            begin = end
+    if parts:
+        yield Payload(b"", parts[0].first_number, tuple(parts))
 
 
 def _infer(model: knn.KnnModel, settings: TransformSettings, payload: Payload, source: str) -> knn.Prediction:
-    dim = model.config.feature_dim
+    return model.predict(_decode(settings, payload, source, model.config.feature_dim))
+
+
+def _decode(settings: TransformSettings, payload: Payload, source: str, dim: int) -> np.ndarray:
+    """The (n, dim) float32 features of one payload; AlgorithmClientError naming what is wrong."""
     try:
         if payload.records is not None:
-            records = recordio.decode_records(payload.records, dim, source, labelled=False)[0]
-            features = records.astype(np.float32)
-        else:
-            features = decode_request(payload.data, settings.content_type, dim, source, payload.first_line)
+            parts = [recordio.decode_block(part, dim, source, labelled=False)[0] for part in payload.records]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return decode_request(payload.data, settings.content_type, dim, source, payload.first_line)
     except FormatError as err:
         raise AlgorithmClientError(f"Unable to parse the request: {err}") from None
-    return model.predict(features)

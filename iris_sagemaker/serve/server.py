@@ -8,7 +8,6 @@ The lock goes with the process, however it ends (kill -9 included).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import json
@@ -192,18 +191,16 @@ TRIM_EVERY_S = 10.0
 
 
 def _hand_back_free_memory() -> None:
-    """Every few seconds, hand the C allocator's free memory back to the system (glibc's malloc_trim).
+    """Every few seconds, hand the C allocator's free memory back to the system (``release_free_memory``).
 
     A server thread that handled a 6 MB body, or ran a job, frees it into glibc's per-thread arena, which
     keeps it: left so, the server's RSS would climb with every burst of large requests and jobs though
-    nothing stays allocated. A trim costs about a millisecond. Nothing to do where libc is not glibc."""
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return
+    nothing stays allocated. A trim costs about a millisecond."""
+    from iris_sagemaker.storage import release_free_memory
+
     while True:
         time.sleep(TRIM_EVERY_S)
-        trim(0)
+        release_free_memory()
 
 
 def _print_ready(url: str, root: Path, region: str, host: str, sdk_defaults: Path) -> None:
