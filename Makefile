@@ -48,9 +48,12 @@ lock-check: $(UV)
 	@$(UV) lock --check --python $(PYTHON) \
 	  || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
 
+# The instance's SQLite storage is created here, once: two runs started together on a new DAGSTER_HOME
+# would otherwise race to create it ("table run_tags already exists").
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
+	$(BIN)/dagster instance migrate >/dev/null || { rm -f $@; exit 1; }
 
 run: $(RUN_STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m iris_sagemaker --select '*'

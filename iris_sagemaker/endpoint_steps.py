@@ -7,6 +7,10 @@ serving the same model is reused, and an endpoint already on the wanted config i
 A failed update leaves the previous model serving (as SageMaker does) and fails the step with the
 reason.
 
+Runs that deploy to one endpoint take turns (:func:`endpoint_lock`, a lock object in the run's bucket):
+each deploys and checks the endpoint online while it holds it, so two runs at once both succeed.
+:func:`check_still_serving` still catches a deploy that did not take the lock.
+
 A step terminated while it waits for its deployment (:func:`stopped_deployment_on_termination`) undoes
 what it started where SageMaker allows: an endpoint it is creating is deleted (SageMaker has no way to
 cancel a CreateEndpoint but DeleteEndpoint, and an endpoint bills while it exists); an update cannot be
@@ -226,6 +230,56 @@ def stop_deployment(
     return None
 
 
+ENDPOINT_LOCKS = "iris/.endpoint-locks/"  # one lock object per endpoint name, in the run's bucket
+LOCK_HEARTBEAT = 10.0  # the holder refreshes its lock this often ...
+LOCK_STALE_AFTER = 120.0  # ... so a lock not refreshed for this long is a dead run's
+
+
+def endpoint_lock_key(endpoint_name: str) -> str:
+    return f"{ENDPOINT_LOCKS}{endpoint_name}"
+
+
+@contextlib.contextmanager
+def endpoint_lock(
+    store: Any, bucket: str, endpoint_name: str, run: str, waiting: Waiting, log: Log = print
+) -> Iterator[None]:
+    """Hold the endpoint for one run's deploy and online check: runs that deploy to ``endpoint_name``
+    through the same bucket take turns (a lock object, ``iris/.endpoint-locks/<endpoint>``, written only
+    if absent: S3's conditional write on aws, a hard link locally). A run waits for the holder as long as
+    a deployment may take (``waiting.timeout``); the holder refreshes the lock every ``LOCK_HEARTBEAT`` s,
+    and a lock left by a dead run is removed after ``LOCK_STALE_AFTER`` s. Deploys that do not take the
+    lock (another bucket, the console, another tool) are not serialised by it;
+    :func:`check_still_serving` still catches them."""
+    from iris_sagemaker import run_objects
+
+    key = endpoint_lock_key(endpoint_name)
+
+    def busy(holder: str | None, age: float) -> Exception:
+        return SageMakerJobError(
+            f"run {holder!r} has held endpoint {endpoint_name} (s3://{bucket}/{key}) for longer than a "
+            f"deployment may take ({age:.0f} s since its last refresh); retry the step, or delete the lock "
+            f"object if that run is dead (it is ignored {LOCK_STALE_AFTER:.0f} s after its last refresh)"
+        )
+
+    def on_wait(holder: str | None) -> None:
+        log(f"endpoint {endpoint_name} is being deployed by run {holder!r}: waiting for it to finish")
+
+    with run_objects.object_lock(
+        store,
+        bucket,
+        key,
+        run,
+        f"lock of endpoint {endpoint_name}",
+        log,
+        timeout=(waiting.timeout or 3600.0) + LOCK_STALE_AFTER,
+        stale_after=LOCK_STALE_AFTER,
+        busy=busy,
+        on_wait=on_wait,
+        heartbeat=LOCK_HEARTBEAT,
+    ):
+        yield
+
+
 def check_still_serving(client: Any, endpoint_name: str, config_name: str) -> None:
     """After the online check: the endpoint must still serve ``config_name``. Another run that deployed
     to the same endpoint meanwhile would have made the check compare its model, not this run's."""
@@ -235,8 +289,9 @@ def check_still_serving(client: Any, endpoint_name: str, config_name: str) -> No
         raise SageMakerJobError(
             f"endpoint {endpoint_name} was switched to endpoint config {now} (another run deploying to "
             f"the same endpoint) while this run checked it on {config_name}: the online check did not "
-            "test this run's model. Run one deploy at a time per endpoint (IRIS_SAGEMAKER_ENDPOINT_NAME "
-            "names it), then rerun."
+            "test this run's model. Something deployed to it without taking the endpoint's lock (another "
+            "bucket, the console, another tool): deploy one at a time per endpoint "
+            "(IRIS_SAGEMAKER_ENDPOINT_NAME names it), then rerun."
         )
 
 

@@ -24,6 +24,7 @@ import contextlib
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ ROOT = "iris/"
 RUNS_PREFIX = "iris/runs/"
 LATEST_KEY = "iris/latest-run.json"
 LOCK_KEY = "iris/.publish-lock"
+DESCRIPTIONS_PREFIX = "iris/dagster/"  # the Dagster assets' JSON descriptions (DescribeModel, ...)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -148,11 +150,15 @@ def publish(
 ) -> dict[str, str]:
     """Copy each source object to its tutorial key (``sources``: tutorial key -> the run's key), then
     write ``iris/latest-run.json`` (naming the run, and the SageMaker model that made its predictions,
-    which the deploy DAG serves); returns what was published."""
+    which the deploy DAG serves); returns what was published. Published descriptions under
+    ``iris/dagster/`` that are not in ``sources`` are another run's and are removed."""
     with _publish_lock(store, bucket, run, log, lock_timeout, stale_after):
         for target, source in sources.items():
             if source != target:
                 _copy(store, bucket, source, target)
+        for key in store.list_keys(bucket, DESCRIPTIONS_PREFIX):
+            if key not in sources:  # another run's (an Airflow run makes none): not part of this set
+                store.delete(bucket, key)
         store.put_bytes(
             bucket,
             LATEST_KEY,
@@ -171,6 +177,41 @@ def publish(
     return dict(sources)
 
 
+def latest_run(store: ObjectStore, bucket: str) -> dict:
+    """``iris/latest-run.json``: the run that published last (empty when none has)."""
+    try:
+        latest = json.loads(store.get_bytes(bucket, LATEST_KEY))
+    except (ObjectNotFound, ValueError):
+        return {}
+    return latest if isinstance(latest, dict) else {}
+
+
+def publish_more(
+    store: ObjectStore,
+    bucket: str,
+    run: str,
+    sources: Mapping[str, str],
+    log: Callable[[str], None],
+    lock_timeout: float = 120.0,
+    stale_after: float = 600.0,
+) -> bool:
+    """Add objects a run made after it published (its endpoint's description) to the published set, if
+    the run is still the one ``iris/latest-run.json`` names; False (nothing done) when a later run has
+    published since, so the published keys stay one run's set."""
+    with _publish_lock(store, bucket, run, log, lock_timeout, stale_after):
+        latest = latest_run(store, bucket)
+        if latest.get("run") != run:
+            log(f"not publishing {', '.join(sorted(sources))}: run {latest.get('run')!r} published since")
+            return False
+        for target, source in sources.items():
+            if source != target:
+                _copy(store, bucket, source, target)
+        latest["objects"] = {**latest.get("objects", {}), **sources}
+        store.put_bytes(bucket, LATEST_KEY, json.dumps(latest, indent=2, sort_keys=True).encode())
+    log(f"published run {run}'s {', '.join(sorted(sources))}")
+    return True
+
+
 def _copy(store: ObjectStore, bucket: str, source: str, target: str) -> None:
     with store.open_read(bucket, source) as src, store.open_write(bucket, target) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
@@ -180,33 +221,89 @@ def _copy(store: ObjectStore, bucket: str, source: str, target: str) -> None:
 def _publish_lock(
     store: ObjectStore, bucket: str, run: str, log: Callable[[str], None], timeout: float, stale_after: float
 ) -> Iterator[None]:
-    token = json.dumps({"run": run, "at": time.time()}).encode()
+    def busy(holder: str | None, age: float) -> Exception:
+        return PublishError(
+            f"run {holder!r} has held s3://{bucket}/{LOCK_KEY} for {age:.0f} s while "
+            f"publishing; this run's objects stay in its folder {RUNS_PREFIX}{run_folder(run)}/. "
+            f"Retry the step, or delete the lock object if that run is dead (it is ignored after "
+            f"{stale_after:.0f} s)."
+        )
+
+    with object_lock(store, bucket, LOCK_KEY, run, "publish lock", log, timeout, stale_after, busy):
+        yield
+
+
+@contextlib.contextmanager
+def object_lock(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    run: str,
+    what: str,
+    log: Callable[[str], None],
+    timeout: float,
+    stale_after: float,
+    busy: Callable[[str | None, float], Exception],
+    on_wait: Callable[[str | None], None] | None = None,
+    heartbeat: float | None = None,
+) -> Iterator[None]:
+    """Hold the lock object ``key`` (written only if absent: S3's conditional write, a hard link
+    locally) for ``run``. Waits while another run holds it, up to ``timeout`` s (then raises
+    ``busy(holder, age)``); ``on_wait(holder)`` is called once when it starts waiting. A lock whose
+    holder has not refreshed it for ``stale_after`` s is removed. With ``heartbeat``, the holder refreshes
+    the lock every ``heartbeat`` s while it holds it, so that a long hold is never taken for a dead one."""
     deadline = time.monotonic() + timeout
-    while not store.create_exclusive(bucket, LOCK_KEY, token):
-        holder = _lock_holder(store, bucket)
+    waited = False
+    while not store.create_exclusive(bucket, key, _token(run)):
+        holder = _lock_holder(store, bucket, key)
         age = time.time() - holder.get("at", 0.0)
         if age > stale_after:
-            log(f"removing a stale publish lock of run {holder.get('run')!r} ({age:.0f} s old)")
-            store.delete(bucket, LOCK_KEY)
+            log(f"removing a stale {what} of run {holder.get('run')!r} ({age:.0f} s old)")
+            store.delete(bucket, key)
             continue
         if time.monotonic() > deadline:
-            raise PublishError(
-                f"run {holder.get('run')!r} has held s3://{bucket}/{LOCK_KEY} for {age:.0f} s while "
-                f"publishing; this run's objects stay in its folder {RUNS_PREFIX}{run_folder(run)}/. "
-                f"Retry the step, or delete the lock object if that run is dead (it is ignored after "
-                f"{stale_after:.0f} s)."
-            )
+            raise busy(holder.get("run"), age)
+        if not waited and on_wait is not None:
+            on_wait(holder.get("run"))
+        waited = True
         time.sleep(0.2)
+    stop = threading.Event()
+    beat = None
+    if heartbeat is not None:
+        beat = threading.Thread(
+            target=_refresh, args=(store, bucket, key, run, heartbeat, stop), name=f"{what} heartbeat"
+        )
+        beat.daemon = True
+        beat.start()
     try:
         yield
     finally:
-        if _lock_holder(store, bucket).get("run") == run:
-            store.delete(bucket, LOCK_KEY)
+        stop.set()
+        if beat is not None:
+            beat.join()
+        if _lock_holder(store, bucket, key).get("run") == run:
+            store.delete(bucket, key)
 
 
-def _lock_holder(store: ObjectStore, bucket: str) -> dict:
+def _token(run: str) -> bytes:
+    return json.dumps({"run": run, "at": time.time()}).encode()
+
+
+def _refresh(
+    store: ObjectStore, bucket: str, key: str, run: str, every: float, stop: threading.Event
+) -> None:
+    while not stop.wait(every):
+        try:
+            if _lock_holder(store, bucket, key).get("run") != run:
+                return  # taken from us (we stalled past stale_after): never overwrite another holder
+            store.put_bytes(bucket, key, _token(run))
+        except Exception:  # a failed refresh is retried at the next beat
+            continue
+
+
+def _lock_holder(store: ObjectStore, bucket: str, key: str = LOCK_KEY) -> dict:
     try:
-        holder = json.loads(store.get_bytes(bucket, LOCK_KEY))
+        holder = json.loads(store.get_bytes(bucket, key))
         return holder if isinstance(holder, dict) else {}
     except (ObjectNotFound, ObjectStoreError, ValueError):  # gone meanwhile, or torn: no holder we know
         return {}

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from iris_sagemaker import dataset, evaluation, run_objects, sagemaker_steps, specs
+from iris_sagemaker import dataset, endpoint_steps, evaluation, run_objects, sagemaker_steps, specs
 from iris_sagemaker.airflow_defs import tasks as airflow_tasks
 from iris_sagemaker.backends import make_sagemaker_client, make_store
 from iris_sagemaker.run_objects import LATEST_KEY, LOCK_KEY, PublishError
@@ -52,6 +52,21 @@ def _lines(store: Any, key: str) -> int:
     return len(data.decode().splitlines())
 
 
+def _dagster_home(tmp_path: Path) -> Path:
+    """A new DAGSTER_HOME with its storage created, as ``make run`` prepares one: two runs starting
+    together on a home without storage race to create it."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    subprocess.run(
+        [sys.executable, "-m", "dagster", "instance", "migrate"],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        check=True,
+        capture_output=True,
+    )
+    return home
+
+
 # ---- keys -------------------------------------------------------------------------------------------
 
 
@@ -77,9 +92,7 @@ def test_two_cli_runs_at_once_each_score_their_own_data(tmp_path: Path) -> None:
     big, small = tmp_path / "big.csv", tmp_path / "small.csv"
     big.write_text(_iris_rows(300))
     small.write_text(_iris_rows(2))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = _dagster_home(tmp_path)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -263,3 +276,195 @@ def test_the_publish_lock_is_s3s_conditional_write() -> None:
     run_objects.publish(store, "shared", "r1", {TRAIN_KEY: keys.train}, print)
     assert store.get_bytes("shared", TRAIN_KEY) == b"1,2,3,4,5\n"
     assert json.loads(store.get_bytes("shared", LATEST_KEY))["objects"] == {TRAIN_KEY: keys.train}
+
+
+SLOW_ONLINE_CHECK = """
+import glob
+import os
+import time
+
+turns = os.environ.get("ENDPOINT_TURNS_DIR")
+if turns:  # the run holding the endpoint keeps it until the other run has arrived at it and waits
+    from iris_sagemaker import endpoint_steps
+
+    real_lock, real_invoke = endpoint_steps.endpoint_lock, endpoint_steps.invoke_rows
+    mine = os.path.join(turns, f"arrived-{os.getpid()}")
+
+    def lock(*args, **kwargs):
+        open(mine, "w").close()
+        return real_lock(*args, **kwargs)
+
+    def invoke(*args, **kwargs):
+        deadline = time.time() + 120
+        while time.time() < deadline and not set(glob.glob(os.path.join(turns, "arrived-*"))) - {mine}:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        return real_invoke(*args, **kwargs)
+
+    endpoint_steps.endpoint_lock, endpoint_steps.invoke_rows = lock, invoke
+"""
+
+
+def test_two_cli_runs_deploying_at_once_take_turns_on_the_endpoint(tmp_path: Path) -> None:
+    """Two full materializations at once with the endpoint deploy on, same local root; the run that holds
+    the endpoint first keeps it until the other has arrived (without turns, the other would deploy while
+    the first checks online, and the first would fail: "endpoint iris-knn was switched"). Both succeed,
+    the one that came second waits for the first, the endpoint ends on
+    the model of the run that published last, and the published set (latest-run.json, iris/dagster/*.json)
+    is that run's, endpoint description included."""
+    root = tmp_path / "root"
+    home = _dagster_home(tmp_path)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_ONLINE_CHECK)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "IRIS_SAGEMAKER_LOCAL_ROOT": str(root),
+        "IRIS_SAGEMAKER_DEPLOY_ENDPOINT": "true",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(hooks), os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "iris_sagemaker",
+        "--select",
+        "*",
+    ]
+    runs = []
+    turns = tmp_path / "turns"
+    turns.mkdir()
+    for _ in range(2):
+        runs.append(
+            subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**env, "ENDPOINT_TURNS_DIR": str(turns)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        time.sleep(1.0)
+    try:
+        outputs = [run.communicate(timeout=300)[0] for run in runs]
+    finally:
+        for process in runs:
+            if process.poll() is None:
+                process.kill()
+    for run, out in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, out[-3000:]
+    store = LocalObjectStore(root)
+    latest = json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, LATEST_KEY))
+    client = make_sagemaker_client(Settings.from_env({"IRIS_SAGEMAKER_LOCAL_ROOT": str(root)}), store=store)
+    endpoint = client.describe_endpoint(EndpointName="iris-knn")
+    config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert endpoint["EndpointStatus"] == "InService"
+    assert config["ProductionVariants"][0]["ModelName"] == latest["model_name"]  # the later run's model
+    folders = {run_objects.folder_of(source) for source in latest["objects"].values()}
+    assert len(folders) == 1  # one run's set, not a mix
+    assert "iris/dagster/knn_endpoint.json" in latest["objects"]
+    described = json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, "iris/dagster/knn_endpoint.json"))
+    assert described["EndpointConfigName"] == endpoint["EndpointConfigName"]
+    model = json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, "iris/dagster/knn_model.json"))
+    assert model["ModelName"] == latest["model_name"]
+    assert not store.exists(DEFAULT_LOCAL_BUCKET, "iris/.endpoint-locks/iris-knn")
+    assert "was switched" not in "".join(outputs)
+    waited = ["endpoint iris-knn is being deployed by run " in out for out in outputs]
+    assert sorted(waited) == [False, True]  # the run that came second took its turn
+
+
+def test_deploys_to_one_endpoint_take_turns(tmp_path: Path) -> None:
+    """A run that finds the endpoint held by another run's deploy waits for it, and says so."""
+    store = LocalObjectStore(tmp_path)
+    order: list[str] = []
+    messages: list[str] = []
+    held = threading.Event()
+
+    def deploy(run: str, hold: float) -> None:
+        with endpoint_steps.endpoint_lock(
+            store, DEFAULT_LOCAL_BUCKET, "iris-knn", run, LOCAL_WAITING, messages.append
+        ):
+            held.set()
+            order.append(f"{run} in")
+            time.sleep(hold)
+            order.append(f"{run} out")
+
+    first = threading.Thread(target=deploy, args=("run-a", 0.6))
+    first.start()
+    held.wait(10)
+    deploy("run-b", 0.0)
+    first.join(10)
+    assert order == ["run-a in", "run-a out", "run-b in", "run-b out"]
+    assert messages == ["endpoint iris-knn is being deployed by run 'run-a': waiting for it to finish"]
+    assert not store.exists(DEFAULT_LOCAL_BUCKET, endpoint_steps.endpoint_lock_key("iris-knn"))
+
+
+def test_a_held_lock_is_refreshed_and_a_dead_runs_lock_is_broken(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    key = endpoint_steps.endpoint_lock_key("iris-knn")
+
+    def busy(holder: str | None, age: float) -> Exception:
+        return RuntimeError(f"held by {holder}")
+
+    lock = dict(what="endpoint lock", log=print, timeout=0.5, busy=busy)
+    with run_objects.object_lock(
+        store, DEFAULT_LOCAL_BUCKET, key, "run-a", stale_after=1.0, heartbeat=0.1, **lock
+    ):
+        time.sleep(1.5)  # longer than stale_after: the heartbeat keeps it from looking dead
+        with (
+            pytest.raises(RuntimeError, match="held by run-a"),
+            run_objects.object_lock(store, DEFAULT_LOCAL_BUCKET, key, "run-b", stale_after=1.0, **lock),
+        ):
+            pass
+    dead = json.dumps({"run": "run-dead", "at": time.time() - 200}).encode()
+    assert store.create_exclusive(DEFAULT_LOCAL_BUCKET, key, dead)
+    messages: list[str] = []
+    with run_objects.object_lock(
+        store, DEFAULT_LOCAL_BUCKET, key, "run-c", **{**lock, "log": messages.append}, stale_after=120.0
+    ):
+        assert json.loads(store.get_bytes(DEFAULT_LOCAL_BUCKET, key))["run"] == "run-c"
+    assert messages[0].startswith("removing a stale endpoint lock of run 'run-dead'")
+
+
+def test_the_published_descriptions_are_the_published_runs(tmp_path: Path) -> None:
+    """A Dagster run publishes its iris/dagster/*.json; an Airflow run (which makes none) publishing
+    after it removes them, so latest-run.json and iris/dagster/ never describe two runs. An endpoint
+    description is added to its run's set only while that run is still the published one."""
+    store = LocalObjectStore(tmp_path)
+    dagster_run = _run_set(store, "dagster-run", 1)
+    own_model = run_objects.scoped("iris/dagster/knn_model.json", "dagster-run")
+    store.put_bytes(DEFAULT_LOCAL_BUCKET, own_model, b'{"ModelName": "Iris-KNN-dagster-run"}')
+    run_objects.publish(
+        store,
+        DEFAULT_LOCAL_BUCKET,
+        "dagster-run",
+        {**dagster_run, "iris/dagster/knn_model.json": own_model},
+        print,
+    )
+    own_endpoint = run_objects.scoped("iris/dagster/knn_endpoint.json", "dagster-run")
+    store.put_bytes(DEFAULT_LOCAL_BUCKET, own_endpoint, b"{}")
+    assert run_objects.publish_more(
+        store, DEFAULT_LOCAL_BUCKET, "dagster-run", {"iris/dagster/knn_endpoint.json": own_endpoint}, print
+    )
+    assert store.list_keys(DEFAULT_LOCAL_BUCKET, "iris/dagster/") == [
+        "iris/dagster/knn_endpoint.json",
+        "iris/dagster/knn_model.json",
+    ]
+    assert "iris/dagster/knn_endpoint.json" in run_objects.latest_run(store, DEFAULT_LOCAL_BUCKET)["objects"]
+    run_objects.publish(store, DEFAULT_LOCAL_BUCKET, "airflow-run", _run_set(store, "airflow-run", 1), print)
+    assert store.list_keys(DEFAULT_LOCAL_BUCKET, "iris/dagster/") == []
+    messages: list[str] = []
+    assert not run_objects.publish_more(
+        store,
+        DEFAULT_LOCAL_BUCKET,
+        "dagster-run",
+        {"iris/dagster/knn_endpoint.json": own_endpoint},
+        messages.append,
+    )
+    assert "run 'airflow-run' published since" in messages[0]
+    assert run_objects.latest_run(store, DEFAULT_LOCAL_BUCKET)["run"] == "airflow-run"

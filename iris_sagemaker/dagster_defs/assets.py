@@ -388,6 +388,10 @@ def trained_on_uri(client: Any, knn_model: dict) -> str | None:
     return str(described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"])
 
 
+ENDPOINT_DESCRIPTION = f"{run_objects.DESCRIPTIONS_PREFIX}knn_endpoint.json"
+DESCRIBED_BEFORE_PUBLISHING = ("knn_tuning_job", "knn_training_job", "knn_model")
+
+
 def publish_run(
     context: AssetExecutionContext,
     sagemaker: SageMakerResource,
@@ -400,8 +404,9 @@ def publish_run(
     store, bucket = sagemaker.get_store(), sagemaker.settings.bucket
     own = run_objects.run_keys(run_key(context))
     sources = run_objects.publish_sources(train_key, test_key, output, own.scored)
-    descriptions = run_objects.scoped("iris/dagster/", run_key(context))  # the JSON assets so far
-    sources.update({run_objects.published(key): key for key in store.list_keys(bucket, descriptions)})
+    for described in DESCRIBED_BEFORE_PUBLISHING:  # the JSON descriptions of the jobs and model it used
+        key = f"{run_objects.DESCRIPTIONS_PREFIX}{described}.json"
+        sources[key] = input_key(context, sagemaker, described, key)
     present = {target: source for target, source in sources.items() if store.exists(bucket, source)}
     run_objects.publish(store, bucket, run_key(context), present, context.log.info, model_name=model_name)
 
@@ -416,7 +421,7 @@ NOT_DEPLOYED = (
 @asset(
     group_name=GROUP,
     kinds=KINDS,
-    metadata={KEY: "iris/dagster/knn_endpoint.json"},
+    metadata={KEY: ENDPOINT_DESCRIPTION},
     output_required=False,
     description="The model on a real-time endpoint with a stable name (created once, then updated to each "
     "new model), checked online against the batch predictions. On aws only with "
@@ -436,28 +441,40 @@ def knn_endpoint(
         yield AssetObservation(asset_key="knn_endpoint", metadata={"deployed": False, "reason": NOT_DEPLOYED})
         return
     client = sagemaker.get_client()
-    config = specs.endpoint_config_request(
-        settings, specs.endpoint_config_name(run_key(context)), knn_model["ModelName"]
-    )
-    described = endpoint_steps.deploy(
-        client,
-        name,
-        config,
-        endpoint_steps.endpoint_waiting(settings.is_local),
-        log=context.log.info,
-        on_poll=sagemaker.endpoint_log_tail(name).poll,
-    )
-    runtime, rows, step = sagemaker.get_runtime_client(), test_csv[dataset.FEATURES], 20_000
-    # invoke_rows formats every row it gets at once: slices of rows keep that (and each response) small.
-    # The first slice times the one-row requests; each later one adds one untimed warm-up request.
-    online = endpoint_steps.invoke_rows(runtime, name, rows.iloc[:step].to_numpy())
-    online.predicted[:] = evaluation.shared_floats(online.predicted)  # (a label per row: shared floats)
-    for start in range(step, len(rows), step):
-        part = rows.iloc[start : start + step].to_numpy()
-        more = endpoint_steps.invoke_rows(runtime, name, part, latency_rows=0).predicted
-        online.predicted.extend(evaluation.shared_floats(more))
-    endpoint_steps.check_still_serving(client, name, config["EndpointConfigName"])
-    batch = evaluation.shared_floats(test_predictions["predicted_label"])
+    store, bucket, run = sagemaker.get_store(), settings.bucket, run_key(context)
+    config = specs.endpoint_config_request(settings, specs.endpoint_config_name(run), knn_model["ModelName"])
+    waiting = endpoint_steps.endpoint_waiting(settings.is_local)
+    # Runs deploying to this endpoint take turns; each deploys and checks it online while it holds it.
+    with endpoint_steps.endpoint_lock(store, bucket, name, run, waiting, context.log.info):
+        latest = run_objects.latest_run(store, bucket)
+        if latest.get("model_name") not in (None, knn_model["ModelName"]):
+            reason = (
+                f"not deployed: run {latest.get('run')!r} published last (iris/latest-run.json), so its "
+                f"model {latest['model_name']} is the one to serve; the endpoint is left to that run"
+            )
+            context.log.info(f"knn_endpoint {reason}")
+            yield AssetObservation(asset_key="knn_endpoint", metadata={"deployed": False, "reason": reason})
+            return
+        described = endpoint_steps.deploy(
+            client,
+            name,
+            config,
+            waiting,
+            log=context.log.info,
+            on_poll=sagemaker.endpoint_log_tail(name).poll,
+        )
+        online = _invoke_in_slices(sagemaker.get_runtime_client(), name, test_csv[dataset.FEATURES])
+        endpoint_steps.check_still_serving(client, name, config["EndpointConfigName"])
+        batch = evaluation.shared_floats(test_predictions["predicted_label"])
+        value = {
+            **sagemaker_steps.json_safe(described),
+            "OnlineCheck": {"online": online.predicted, "batch": batch},
+        }
+        # Published beside the run's other descriptions while this run still holds the endpoint, so
+        # iris/dagster/knn_endpoint.json describes what the endpoint serves (unless a later run published).
+        own = run_objects.scoped(ENDPOINT_DESCRIPTION, run)
+        store.put_bytes(bucket, own, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+        run_objects.publish_more(store, bucket, run, {ENDPOINT_DESCRIPTION: own}, context.log.info)
     agreement = sum(a == b for a, b in zip(online.predicted, batch, strict=True)) / len(batch)
     context.log.info(
         f"endpoint {name}: {len(batch)} online predictions, {agreement:.2%} equal to the batch transform's; "
@@ -465,7 +482,7 @@ def knn_endpoint(
         "one-row requests"
     )
     yield Output(
-        {**sagemaker_steps.json_safe(described), "OnlineCheck": {"online": online.predicted, "batch": batch}},
+        value,
         metadata={
             "deployed": True,
             "endpoint_name": name,
@@ -480,3 +497,16 @@ def knn_endpoint(
             "latency_rows": len(online.latencies_ms),
         },
     )
+
+
+def _invoke_in_slices(runtime: Any, name: str, rows: pd.DataFrame, step: int = 20_000) -> Any:
+    """``endpoint_steps.invoke_rows`` over ``rows`` a slice at a time: it formats every row it gets at
+    once, so slices keep that (and each response) small. The first slice times the one-row requests; each
+    later one adds one untimed warm-up request. Labels are shared floats (one object per class)."""
+    online = endpoint_steps.invoke_rows(runtime, name, rows.iloc[:step].to_numpy())
+    online.predicted[:] = evaluation.shared_floats(online.predicted)
+    for start in range(step, len(rows), step):
+        part = rows.iloc[start : start + step].to_numpy()
+        more = endpoint_steps.invoke_rows(runtime, name, part, latency_rows=0).predicted
+        online.predicted.extend(evaluation.shared_floats(more))
+    return online
