@@ -867,7 +867,7 @@ class Soak:
         control = raw.pop(CONTROL, None)
         ratios = {op: r / control for op, r in raw.items()} if control else raw
         lives = self.lives()
-        rss, fds, threads = [], [], []
+        rss, fds, threads, judged = [], [], [], []
         slack_threads = self.args.clients + 4  # a job thread per client's chain, endpoint loaders
         slack_fds = 2 * self.args.clients + 8
         for samples in lives:
@@ -883,6 +883,9 @@ class Soak:
             first = [s for s in after if s[0] < base_t + self.window_s]
             last = [s for s in after if s[0] >= after[-1][0] - self.window_s]
             rss.append((statistics.median(s[1] for s in first), statistics.median(s[1] for s in last)))
+            # A life too short for a window after the first and a last one apart from it (the first life
+            # of a --kill run, 2.5 of 5 minutes) shows its warm-up, not a trend: printed, not judged.
+            judged.append(after[-1][0] - base_t >= 2 * self.window_s)
             fds.append((max(s[2] for s in first), max(s[2] for s in last)))
             threads.append((max(s[3] for s in first), max(s[3] for s in last)))
         result = {
@@ -908,7 +911,9 @@ class Soak:
             "kill": self.kill or None,
             "clients": self.client_summaries,
         }
-        result["rss_ok"] = all(g < RSS_GROWTH_GOAL for g in result["rss_growth"]) if rss else None
+        growth = [g for g, counted in zip(result["rss_growth"], judged, strict=True) if counted]
+        result["rss_judged"] = judged
+        result["rss_ok"] = all(g < RSS_GROWTH_GOAL for g in growth) if growth else None
         hard = (
             unexpected == 0
             and wrong == 0
@@ -959,7 +964,10 @@ def print_verdict(v: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"        raw: {raw}")
     if v["p99_not_judged"]:
         print(f"        not judged (under {BUSY} requests a {w}): {', '.join(v['p99_not_judged'])}")
-    rss = "; ".join(f"{a:.1f} -> {b:.1f} MB ({(b - a) / a:+.1%})" for a, b in v["rss_mb"])
+    rss = "; ".join(
+        f"{a:.1f} -> {b:.1f} MB ({(b - a) / a:+.1%}{'' if counted else ', too short a life to judge'})"
+        for (a, b), counted in zip(v["rss_mb"], v["rss_judged"], strict=True)
+    )
     print(
         f"  [{mark(v['rss_ok'])}] RSS growth after the first {w} (median of the next {w} -> of the last), "
         f"goal < {RSS_GROWTH_GOAL:.0%}: "
