@@ -204,6 +204,10 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> 
     store, raw_key = sagemaker.get_store(), input_key(context, sagemaker, "raw_iris", RAW_KEY)
     parts = dataset.split_stored(lambda: store.open_read(settings.bucket, raw_key), seed=settings.split_seed)
     test = parts.test_features.assign(true_label=parts.test_labels.to_numpy())
+    context.log.info(
+        f"split {len(parts.train) + len(test)} rows: {len(parts.train)} train, {len(test)} test "
+        f"(seed {settings.split_seed})"
+    )
     yield Output(
         parts.train,
         output_name="train_csv",
