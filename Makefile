@@ -55,8 +55,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 	printf 'telemetry:\n  enabled: false\n' > $@
 	$(BIN)/dagster instance migrate >/dev/null || { rm -f $@; exit 1; }
 
+# A line per step (iris_sagemaker/dagster_defs/console.py); IRIS_SAGEMAKER_VERBOSE=1 prints the full event log.
+# -W: the CLI's own notice that `asset materialize` is superseded by `dg launch` (not installed here).
 run: $(RUN_STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster asset materialize -m iris_sagemaker --select '*'
+	$(BIN)/python -W ignore::FutureWarning:click.core -m dagster asset materialize -m iris_sagemaker \
+	  --select '*' --config-json '{"loggers": {"console": {}}}'
 	$(BIN)/python -m iris_sagemaker.report
 
 # The UI browser test drives Debian's Chromium (never a browser downloaded by `playwright install`).

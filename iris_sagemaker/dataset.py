@@ -11,6 +11,7 @@ rows once, without shuffled copies of the whole table.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -173,13 +174,15 @@ def _cells(line: bytes) -> list[str] | None:
 def _parse_numbers(chunk: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     """The chunk's (features, species codes) through pandas' C parser; None if it is anything but clean
     rows of four finite numbers and a known species (the caller then reads it cell by cell)."""
-    dtypes: dict[str, object] = {column: np.float64 for column in FEATURES}
-    dtypes["species"] = "category"
+    # No names: given five names, pandas would take a sixth field for an index (and shift the others) and
+    # pad a row of four; without, a width other than five shows in the columns, or a row that differs
+    # from the first raises.
+    dtypes: dict[int, object] = {i: np.float64 for i in range(len(FEATURES))}
+    dtypes[len(FEATURES)] = "category"
     try:
         part = pd.read_csv(
             io.BytesIO(chunk),
             header=None,
-            names=COLUMNS,
             dtype=dtypes,
             skipinitialspace=True,
             keep_default_na=False,
@@ -187,6 +190,9 @@ def _parse_numbers(chunk: bytes) -> tuple[np.ndarray, np.ndarray] | None:
         )
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return None
+    if part.shape[1] != len(COLUMNS):
+        return None
+    part.columns = COLUMNS
     values = part[FEATURES].to_numpy(np.float64)
     species = part["species"]
     if not set(species.cat.categories) <= set(LABELS):
@@ -203,6 +209,7 @@ def _parse_cells(chunk: bytes, first_line: int, offset: int, source: str) -> tup
         text = chunk.decode("utf-8")
     except UnicodeDecodeError as err:
         raise IrisDataError(f"{source} is not UTF-8 text (byte {offset + err.start})") from None
+    _check_field_counts(text, first_line, source)
     try:
         cells = pd.read_csv(
             io.StringIO(text),
@@ -248,6 +255,24 @@ def _parse_cells(chunk: bytes, first_line: int, offset: int, source: str) -> tup
         )
     codes = pd.Categorical(cells["species"], dtype=_SPECIES_DTYPE).codes
     return values, codes.astype(np.int8)
+
+
+def _check_field_counts(text: str, first_line: int, source: str) -> None:
+    """Raise naming the first line (a blank one aside) whose field count is not five: pandas, given five
+    names, reads a row of four as one whose species is missing and a row of six as one whose first field
+    is an index, which would misname the fault."""
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    line = first_line  # where the next row starts
+    try:
+        for row in reader:
+            if len(row) != len(COLUMNS) and any(cell.strip() for cell in row):
+                raise IrisDataError(
+                    f"{source}, line {line}: {len(row)} {'field' if len(row) == 1 else 'fields'}, expected "
+                    f"{len(COLUMNS)} ({', '.join(COLUMNS)})"
+                )
+            line = first_line + reader.line_num
+    except csv.Error:
+        return  # text pandas' parser reports on its own
 
 
 def _first_true(mask: pd.DataFrame) -> tuple[int, str]:

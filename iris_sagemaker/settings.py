@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, UnknownRegionError, knn_image_uri
+from iris_sagemaker.knn_hyperparameters import HyperparameterError, parse_hyperparameters
 
 BACKENDS = ("local", "aws")
 DEFAULT_REGION = "us-east-2"  # the tutorial's region
@@ -23,6 +24,18 @@ LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/iris-sagemaker-local"
 DEFAULT_LOCAL_ROOT = "~/.iris-sagemaker"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_ENDPOINT_NAME = "iris-knn"
+# The model (README, "Settings"): the tutorial's k-NN. predictor_type and feature_dim follow from the
+# data (three species, four features); k, sample_size and index_metric are settings.
+FIXED_HYPERPARAMETERS = {"predictor_type": "classifier", "feature_dim": "4"}
+DEFAULT_K = 3
+DEFAULT_SAMPLE_SIZE = 150
+DEFAULT_ACCURACY_THRESHOLD = 0.9  # the blocking accuracy check's
+# (variable, hyperparameter, a valid example) of each hyperparameter setting
+HYPERPARAMETER_SETTINGS = (
+    ("IRIS_SAGEMAKER_K", "k", str(DEFAULT_K)),
+    ("IRIS_SAGEMAKER_SAMPLE_SIZE", "sample_size", str(DEFAULT_SAMPLE_SIZE)),
+    ("IRIS_SAGEMAKER_INDEX_METRIC", "index_metric", "L2"),
+)
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -76,6 +89,10 @@ class Settings:
     tuning_jobs: int = 20
     tuning_parallel: int = 4
     tuning_strategy: str = "Bayesian"
+    k: int = DEFAULT_K  # neighbours voting (tuning, when on, chooses k instead)
+    sample_size: int = DEFAULT_SAMPLE_SIZE  # training rows k-NN keeps (a seeded sample of more)
+    index_metric: str | None = None  # default: not sent, k-NN's own (L2)
+    accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD
     # Where ``region`` came from, for messages: AWS_REGION, AWS_DEFAULT_REGION or a configured value.
     region_variable: str = field(default="AWS_REGION", compare=False, repr=False)
 
@@ -128,6 +145,14 @@ class Settings:
             "tuning_jobs": _int_setting(get, problems, "IRIS_SAGEMAKER_TUNING_JOBS", 20),
             "tuning_parallel": _int_setting(get, problems, "IRIS_SAGEMAKER_TUNING_PARALLEL", 4),
             "tuning_strategy": get("IRIS_SAGEMAKER_TUNING_STRATEGY") or "Bayesian",
+            "k": _hyperparameter_int(get, problems, "IRIS_SAGEMAKER_K", "k", DEFAULT_K),
+            "sample_size": _hyperparameter_int(
+                get, problems, "IRIS_SAGEMAKER_SAMPLE_SIZE", "sample_size", DEFAULT_SAMPLE_SIZE
+            ),
+            "index_metric": get("IRIS_SAGEMAKER_INDEX_METRIC"),
+            "accuracy_threshold": _float_setting(
+                get, problems, "IRIS_SAGEMAKER_ACCURACY_THRESHOLD", DEFAULT_ACCURACY_THRESHOLD
+            ),
         }
         if overrides.get("region") is not None:
             values["region_variable"] = "region (the resource's config)"
@@ -176,6 +201,7 @@ class Settings:
                 "e.g. iris-knn)"
             )
         problems.extend(self._tuning_problems())
+        problems.extend(self._model_problems())
         return [problem for problem in problems if problem]
 
     def _bucket_problem(self) -> str | None:
@@ -226,6 +252,26 @@ class Settings:
             )
         return problems
 
+    def _model_problems(self) -> list[str]:
+        values = {"k": self.k, "sample_size": self.sample_size, "index_metric": self.index_metric}
+        problems = [
+            hyperparameter_problem(variable, name, values[name], example)
+            for variable, name, example in HYPERPARAMETER_SETTINGS
+            if values[name] is not None
+        ]
+        problems.append(
+            accuracy_threshold_problem("IRIS_SAGEMAKER_ACCURACY_THRESHOLD", self.accuracy_threshold)
+        )
+        return [problem for problem in problems if problem]
+
+    def hyperparameters(self) -> dict[str, str]:
+        """The training job's HyperParameters (SageMaker takes strings): the tutorial's, with k,
+        sample_size and (when set) index_metric from these settings."""
+        chosen = {**FIXED_HYPERPARAMETERS, "k": str(self.k), "sample_size": str(self.sample_size)}
+        if self.index_metric is not None:
+            chosen["index_metric"] = self.index_metric
+        return chosen
+
     def image_uri(self) -> str:
         if self.knn_image:
             return self.knn_image
@@ -253,6 +299,47 @@ def _int_setting(get: Callable[[str], str | None], problems: list[str], name: st
     except ValueError:
         problems.append(f"{name}={text!r} is not an integer; set it to e.g. {default}")
         return default
+
+
+def _hyperparameter_int(
+    get: Callable[[str], str | None], problems: list[str], variable: str, name: str, default: int
+) -> int:
+    """An integer hyperparameter setting; text that is no integer is reported with k-NN's own message
+    (an integer out of range is reported by ``Settings.problems``)."""
+    text = get(variable) or str(default)
+    try:
+        return int(text)
+    except ValueError:
+        problems.append(hyperparameter_problem(variable, name, text, str(default)) or "")
+        return default
+
+
+def _float_setting(get: Callable[[str], str | None], problems: list[str], name: str, default: float) -> float:
+    text = get(name) or str(default)
+    try:
+        return float(text)
+    except ValueError:
+        problems.append(f"{name}={text!r} is not a number; set it to e.g. {default}")
+        return default
+
+
+def hyperparameter_problem(variable: str, name: str, value: object, example: str) -> str | None:
+    """Why ``value`` of k-NN hyperparameter ``name`` (set by ``variable``) does not do, in the words of the
+    k-NN algorithm (the embedded engine's and SageMaker's ``ClientError``), or None."""
+    try:
+        parse_hyperparameters({**FIXED_HYPERPARAMETERS, "k": "1", "sample_size": "1", name: str(value)})
+    except HyperparameterError as err:
+        return f"{variable}={str(value)!r}: {err} Set it to e.g. {example}"
+    return None
+
+
+def accuracy_threshold_problem(variable: str, value: float) -> str | None:
+    if 0 <= value <= 1:
+        return None
+    return (
+        f"{variable}={value!r} is not an accuracy: use a number from 0 to 1 "
+        f"(e.g. {DEFAULT_ACCURACY_THRESHOLD})"
+    )
 
 
 def _bool_setting(

@@ -13,13 +13,9 @@ from typing import Any
 
 from iris_sagemaker.settings import OUTPUT_PREFIX, TEST_KEY, TRAIN_KEY, Settings
 
-# The tutorial's hyperparameters; SageMaker takes them as strings.
-DEFAULT_HYPERPARAMETERS: dict[str, str] = {
-    "predictor_type": "classifier",
-    "feature_dim": "4",
-    "k": "3",
-    "sample_size": "150",
-}
+# The tutorial's hyperparameters (SageMaker takes them as strings): those of the default settings;
+# IRIS_SAGEMAKER_K, _SAMPLE_SIZE and _INDEX_METRIC change them (``Settings.hyperparameters``).
+DEFAULT_HYPERPARAMETERS: dict[str, str] = Settings().hyperparameters()
 MAX_RUNTIME_SECONDS = 6000
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
@@ -65,11 +61,12 @@ def training_job_request(
     hyperparameters: dict[str, str] | None = None,
     train_key: str = TRAIN_KEY,
 ) -> dict[str, Any]:
-    """CreateTrainingJob for the built-in k-NN on the train split, as in the tutorial."""
+    """CreateTrainingJob for the built-in k-NN on the train split, as in the tutorial: the settings'
+    hyperparameters, with ``hyperparameters`` (a tuned k, the run config's) over them."""
     return {
         "TrainingJobName": name,
         "AlgorithmSpecification": {"TrainingImage": settings.image_uri(), "TrainingInputMode": "File"},
-        "HyperParameters": {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})},
+        "HyperParameters": {**settings.hyperparameters(), **(hyperparameters or {})},
         "InputDataConfig": [
             {
                 "ChannelName": "train",

@@ -169,5 +169,10 @@ def test_the_dag_job_runs_from_the_dagster_cli(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "RUN_SUCCESS" in done.stdout + done.stderr
+    # No warnings but the CLI's own notice that `job execute` is superseded by `dg launch` (printed
+    # before any of our code loads): not dagster-airflow's supersession notices, not Airflow's timer-unit
+    # deprecation, not the ephemeral Airflow's Fernet-key and queued-duration warnings.
+    warned = [line for line in (done.stdout + done.stderr).splitlines() if "warn" in line.lower()]
+    assert [line for line in warned if "`job_execute_command` is superseded" not in line] == [], warned
     bucket = Path(os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"]) / "s3" / DEFAULT_LOCAL_BUCKET
     assert len(json.loads((bucket / PREDICTIONS_KEY).read_text())["predictions"]) == 45

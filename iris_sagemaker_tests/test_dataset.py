@@ -42,8 +42,7 @@ def test_header_row_and_trailing_blank_lines_are_accepted() -> None:
         ),
         (GOOD_ROWS + "5.0,3.0,1.4,,Iris-setosa\n", r"line 4, column 'petal_width': the value is missing"),
         (GOOD_ROWS + "5.0,3.0,1.4,0.2,Iris-foo\n", r"line 4, column 'species': 'Iris-foo' is not one of"),
-        ("5.0,3.0,1.4,0.2\n", r"line 1, column 'species': the value is missing"),
-        (GOOD_ROWS + "5.0,3.0,1.4,0.2,Iris-setosa,extra\n", r"expected 5 columns"),
+        ("5.0,3.0,1.4,,\n", r"line 1, column 'petal_width': the value is missing"),
         (GOOD_ROWS + "5.0,inf,1.4,0.2,Iris-setosa\n", r"line 4, column 'sepal_width': 'inf' is not a finite"),
         ("", r"has no data rows"),
         ("\n\n", r"no data rows"),
@@ -52,6 +51,36 @@ def test_header_row_and_trailing_blank_lines_are_accepted() -> None:
 def test_bad_data_is_rejected_naming_line_and_column(text: str, expected: str) -> None:
     with pytest.raises(IrisDataError, match=expected):
         dataset.parse_iris(text.encode(), "iris.csv")
+
+
+EXPECTED_FIELDS = r"expected 5 \(sepal_length, sepal_width, petal_length, petal_width, species\)"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "found"),
+    [
+        ("5.0,3.0,1.4,0.2\n" + GOOD_ROWS, 1, 4),  # not "column 'species': the value is missing"
+        (GOOD_ROWS + "5.0,3.0,1.4,0.2\n", 4, 4),
+        ("5.0,3.0,1.4,0.2,Iris-setosa,extra\n" + GOOD_ROWS, 1, 6),
+        # A leading field (say, a row id) on the first line only or on every line: pandas takes it for an
+        # index and shifts the species into petal_width ("'Iris-setosa' is not a finite number").
+        ("1,5.0,3.0,1.4,0.2,Iris-setosa\n" + GOOD_ROWS, 1, 6),
+        ("".join(f"{i},{row}\n" for i, row in enumerate(GOOD_ROWS.splitlines())), 1, 6),
+        (GOOD_ROWS + "5.0,3.0,1.4,0.2,Iris-setosa,extra\n", 4, 6),
+        ("sepal_length,sepal_width,petal_length,petal_width,species\n\n" + GOOD_ROWS + "6.0\n", 6, 1),
+        (GOOD_ROWS + "5.0,3.0,1.4,0.2,Iris-setosa,\n", 4, 6),  # a trailing comma is a sixth, empty field
+    ],
+)
+def test_a_wrong_field_count_is_named_with_its_line(text: str, line: int, found: int) -> None:
+    plural = "field" if found == 1 else "fields"
+    with pytest.raises(IrisDataError, match=f"^iris.csv, line {line}: {found} {plural}, {EXPECTED_FIELDS}$"):
+        dataset.parse_iris(text.encode(), "iris.csv")
+
+
+def test_five_fields_with_spaces_blank_lines_and_quotes_are_accepted() -> None:
+    text = '\n 5.1, 3.5, 1.4, 0.2, "Iris-setosa"\n\n' + GOOD_ROWS + ",,,,\n"
+    frame = dataset.parse_iris(text.encode(), "iris.csv")
+    assert frame["species"].tolist() == ["Iris-setosa", "Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
 
 def test_non_utf8_is_rejected() -> None:
@@ -192,7 +221,8 @@ def test_chunked_parsing_equals_one_piece(monkeypatch) -> None:
         (b"5.0,abc,1.4,0.2,Iris-setosa", r"line 400, column 'sepal_width': 'abc' is not a finite number"),
         (b"5.0,3.0,1.4,,Iris-setosa", r"line 400, column 'petal_width': the value is missing"),
         (b"5.0,3.0,1.4,0.2,Iris-foo", r"line 400, column 'species': 'Iris-foo' is not one of"),
-        (b"5.0,3.0,1.4,0.2,Iris-setosa,extra", r"fields in line 400, saw 6"),
+        (b"5.0,3.0,1.4,0.2,Iris-setosa,extra", r"line 400: 6 fields, expected 5"),
+        (b"5.0,3.0,1.4,0.2", r"line 400: 4 fields, expected 5"),
     ]:
         broken = b"\n".join([*lines[:399], bad, *lines[400:]])
         with pytest.raises(IrisDataError, match=expected):

@@ -191,11 +191,47 @@ def test_bad_test_channel_fails_the_job(lab):
     job = lab.train("bad-test", test=b"0,1,2,3,4\n1,1,2,3\n")
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"] == (
-        "ClientError: feature_dim=4 does not match the data: "
-        "row 2 of s3://bucket/bad-test/input/test.csv has 3 feature columns after the label "
-        "(expected 4). Set the feature_dim hyperparameter to the number of features."
+        "ClientError: Unable to read the training data: "
+        "row 2 of s3://bucket/bad-test/input/test.csv has 4 columns, expected 5 (the label, then "
+        "feature_dim=4 features); every row of a text/csv channel must have the same number of columns."
     )
     assert not lab.store.exists("bucket", "results/bad-test/output/model.tar.gz")
+
+
+RAGGED = "ClientError: Unable to read the training data: row {row} of s3://bucket/{name}/input/train.csv has "
+RAGGED_TAIL = (
+    " columns, expected 5 (the label, then feature_dim=4 features); every row of a text/csv channel must "
+    "have the same number of columns."
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "row", "found"),
+    [
+        ("short-row", [b"0,1,2,3,4", b"1,1,2,3,4", b"", b"2,1,2,3"], 4, 4),  # blank lines count as lines
+        ("long-row", [b"0,1,2,3,4", b"1,1,2,3,4,5"], 2, 6),
+        ("short-first-row", [b"0,1,2,3", b"1,1,2,3,4", b"2,1,2,3,4"], 1, 4),
+    ],
+)
+def test_a_ragged_training_csv_names_the_row_not_feature_dim(lab, name, rows, row, found):
+    """Rows of differing widths: no feature_dim fits them, so the failure names the row, its column
+    count and the expected one, instead of asking to set feature_dim."""
+    job = lab.train(name, train=b"\n".join(rows) + b"\n")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == RAGGED.format(row=row, name=name) + str(found) + RAGGED_TAIL
+
+
+def test_a_ragged_training_csv_is_named_in_any_chunk(lab, monkeypatch):
+    """The same past the first chunk of a large object (parsed by pandas until a chunk fails), even when
+    that chunk's rows agree with each other."""
+    from iris_sagemaker.local_sagemaker import formats
+
+    monkeypatch.setattr(formats, "STREAM_CHUNK_BYTES", 4096)
+    rows = [b"%d,5.1,3.5,1.4,0.2" % (i % 3) for i in range(2000)]
+    third = [chunk.first_line for chunk in formats.line_chunks(io.BytesIO(b"\n".join(rows)), 0)][2]
+    rows[third - 1 :] = [b"1,5.1,3.5,1.4" for _ in rows[third - 1 :]]  # the third chunk on: 4 columns
+    job = lab.train("ragged-big", train=b"\n".join(rows) + b"\n")
+    assert job["FailureReason"] == RAGGED.format(row=third, name="ragged-big") + "4" + RAGGED_TAIL
 
 
 def test_empty_test_channel_gives_no_metric(lab):

@@ -225,7 +225,7 @@ def render_dag_file(settings: Settings | None = None) -> str:
             f"HTTP_TIMEOUT_SECONDS = {dataset.HTTP_TIMEOUT_SECONDS!r}",
             f"SPLIT_SEED = {settings.split_seed!r}",
             f"TRAIN_FRACTION = {train_fraction!r}",
-            f"ACCURACY_THRESHOLD = {evaluation.ACCURACY_THRESHOLD!r}",
+            f"ACCURACY_THRESHOLD = {settings.accuracy_threshold!r}",
             "# Seconds between job status polls, and whether to wait in the triggerer (the tutorial's",
             "# deferrable operators), read from the environment when the file is parsed.",
             f"CHECK_INTERVAL = int(os.environ.get({_string(config.CHECK_INTERVAL_ENV)}, "
@@ -262,7 +262,7 @@ def render_dag_file(settings: Settings | None = None) -> str:
     head = (
         _HEAD.replace("@MARKER@", MARKER)
         .replace("@REGION@", settings.region)
-        .replace("@THRESHOLD@", str(evaluation.ACCURACY_THRESHOLD))
+        .replace("@THRESHOLD@", str(settings.accuracy_threshold))
         .replace("@SEED@", str(settings.split_seed))
     )
     dag = _DAG.replace("@MACROS_JOB_NAMES@", config.MACROS_JOB_NAMES).replace(

@@ -133,7 +133,8 @@ def score_predictions(
     """Join the transform's predictions with the held-out labels, as Dagster's test_predictions does,
     then publish the run's objects to the tutorial's keys.
 
-    Fails (like the blocking asset check) when accuracy is below ``ACCURACY_THRESHOLD``; nothing is
+    Fails (like the blocking asset check) when accuracy is below ``settings.accuracy_threshold``
+    (IRIS_SAGEMAKER_ACCURACY_THRESHOLD, default ``ACCURACY_THRESHOLD``); nothing is
     published then.
     """
     bucket = settings.bucket
@@ -151,10 +152,11 @@ def score_predictions(
         f"accuracy {scores.accuracy:.4f} on {len(table)} test rows\n"
         f"{evaluation.confusion_markdown(scores.confusion)}"
     )
-    if scores.accuracy < ACCURACY_THRESHOLD:
+    if scores.accuracy < settings.accuracy_threshold:
         raise ValueError(
-            f"accuracy {scores.accuracy:.4f} on {len(table)} test rows is below {ACCURACY_THRESHOLD}; the "
-            f"run's objects stay in {settings.uri(keys.raw.rpartition('/raw/')[0])}/ and are not published"
+            f"accuracy {scores.accuracy:.4f} on {len(table)} test rows is below "
+            f"{settings.accuracy_threshold}; the run's objects stay in "
+            f"{settings.uri(keys.raw.rpartition('/raw/')[0])}/ and are not published"
         )
     sources = run_objects.publish_sources(keys.train, keys.test, output_key, keys.scored)
     run_objects.publish(store, bucket, run_id, sources, log, model_name=description["ModelName"])
@@ -219,7 +221,7 @@ def check_endpoint(
     previous_config: str | None = None,
     log: Log = logger.info,
 ) -> dict[str, Any]:
-    """Invoke the endpoint with the published held-out test rows; fail below ``ACCURACY_THRESHOLD``,
+    """Invoke the endpoint with the published held-out test rows; fail below ``settings.accuracy_threshold``,
     saying how to roll back to ``previous_config`` (what served before this deployment)."""
     bucket = settings.bucket
     try:
@@ -238,7 +240,7 @@ def check_endpoint(
         f"endpoint {endpoint_name}: accuracy {scores.accuracy:.4f} on {len(table)} held-out rows; "
         f"one-row latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms"
     )
-    if scores.accuracy < ACCURACY_THRESHOLD:
+    if scores.accuracy < settings.accuracy_threshold:
         undo = (
             f"aws sagemaker update-endpoint --endpoint-name {endpoint_name} --endpoint-config-name "
             f"{previous_config}"
@@ -247,7 +249,7 @@ def check_endpoint(
         )
         raise DeployError(
             f"endpoint {endpoint_name}: accuracy {scores.accuracy:.4f} on {len(table)} held-out rows is "
-            f"below {ACCURACY_THRESHOLD}; it stays deployed. Roll it back: {undo}"
+            f"below {settings.accuracy_threshold}; it stays deployed. Roll it back: {undo}"
         )
     return {
         "endpoint_name": endpoint_name,

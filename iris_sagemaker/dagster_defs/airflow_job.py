@@ -13,6 +13,7 @@ The DAG is built non-deferrable here: nothing runs Airflow's triggerer inside a 
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from typing import Any
@@ -29,6 +30,10 @@ def airflow_job() -> Any:
     # its ephemeral database when a run starts.
     local_root = os.environ.get("IRIS_SAGEMAKER_LOCAL_ROOT", "").strip() or DEFAULT_LOCAL_ROOT
     os.environ.setdefault("AIRFLOW_HOME", os.path.join(os.path.expanduser(local_root), "airflow"))
+    # Airflow 2 warns, at each import of its metrics loggers (once per task here), that timers publish in
+    # seconds unless timer_unit_consistency is on; Airflow 3's behaviour, and nothing reads them here.
+    os.environ.setdefault("AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY", "True")
+    quiet_dagster_airflow_supersession()
     try:
         from dagster import SupersessionWarning
         from dagster_airflow import make_dagster_job_from_airflow_dag
@@ -39,9 +44,44 @@ def airflow_job() -> Any:
             "the Airflow DAG runs in Dagster through dagster-airflow, which needs Airflow 2: "
             f"pip install 'iris-sagemaker[dagster-airflow]' ({type(err).__name__}: {err})"
         ) from err
+    quiet_ephemeral_airflow_logs()
     dag = build_dag(deferrable=False)
     # dagster-airflow is marked superseded by dagster-airlift, which needs a running Airflow; this
     # project wants the DAG runnable inside Dagster without one, so it keeps dagster-airflow.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SupersessionWarning)
         return make_dagster_job_from_airflow_dag(dag)
+
+
+def quiet_dagster_airflow_supersession() -> None:
+    """dagster-airflow's own classes (its Airflow plugin's ``DagsterLink``, loaded by Airflow for every
+    task) say on each load that they are superseded by dagster-airlift: known upstream noise, dropped by
+    category and module (dagster-airflow's), not globally."""
+    from dagster import SupersessionWarning
+
+    warnings.filterwarnings("ignore", category=SupersessionWarning, module=r"dagster_airflow(\.|$)")
+
+
+# Airflow log lines that only describe dagster-airflow's ephemeral Airflow (a temporary database without a
+# Fernet key, whose task instances are never queued): (logger, the message's start).
+EPHEMERAL_AIRFLOW_NOISE = (
+    ("airflow.models.crypto", "empty cryptography key"),
+    ("airflow.task", "cannot record queued_duration"),
+)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_ephemeral_airflow_logs() -> None:
+    """Drop :data:`EPHEMERAL_AIRFLOW_NOISE`, on those two loggers only (every other warning stays)."""
+    for name, start in EPHEMERAL_AIRFLOW_NOISE:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.start == start for f in log.filters):
+            log.addFilter(_DropMessage(start))

@@ -18,11 +18,14 @@ from dagster import (
     AssetKey,
     AssetObservation,
     AssetOut,
+    Config,
+    Failure,
     MetadataValue,
     Output,
     asset,
     multi_asset,
 )
+from pydantic import Field
 
 from iris_sagemaker import (
     dataset,
@@ -53,12 +56,17 @@ from iris_sagemaker.dagster_defs.resources import (
     stored_key,
 )
 from iris_sagemaker.settings import (
+    DEFAULT_K,
+    HYPERPARAMETER_SETTINGS,
     PREDICTIONS_KEY,
     RAW_KEY,
     SCORED_KEY,
     TEST_KEY,
     TEST_LABELS_KEY,
     TRAIN_KEY,
+    Settings,
+    accuracy_threshold_problem,
+    hyperparameter_problem,
 )
 from iris_sagemaker.storage import parse_s3_uri
 
@@ -80,6 +88,65 @@ def input_key(context: AssetExecutionContext, sagemaker: SageMakerResource, asse
 
 def job_names(context: AssetExecutionContext) -> specs.JobNames:
     return specs.job_names(run_key(context))
+
+
+class KnnTrainingConfig(Config):
+    """knn_training_job's run config (the launchpad): k-NN hyperparameters for this run, over the settings
+    (``IRIS_SAGEMAKER_K`` ..., the sagemaker resource). Checked as k-NN checks them, before the job."""
+
+    k: int | None = Field(
+        default=None,
+        description="neighbours that vote; default IRIS_SAGEMAKER_K (3). With tuning on, the tuned k wins",
+    )
+    sample_size: int | None = Field(
+        default=None, description="training rows k-NN keeps; default IRIS_SAGEMAKER_SAMPLE_SIZE (150)"
+    )
+    index_metric: str | None = Field(
+        default=None,
+        description="L2, INNER_PRODUCT or COSINE; default IRIS_SAGEMAKER_INDEX_METRIC (unset: k-NN's L2)",
+    )
+
+
+class AccuracyCheckConfig(Config):
+    """test_predictions' run config: the bar of its blocking check accuracy_at_least_threshold."""
+
+    accuracy_threshold: float | None = Field(
+        default=None,
+        description="accuracy (0 to 1) the test rows need; default IRIS_SAGEMAKER_ACCURACY_THRESHOLD (0.9)",
+    )
+
+
+def training_hyperparameters(
+    settings: Settings, knn_tuning_job: dict, config: KnnTrainingConfig
+) -> tuple[dict[str, str], str]:
+    """(the training job's HyperParameters, where its k came from): the settings', then the run config's,
+    then, with tuning on, the tuned k over any other. A run config value k-NN refuses raises ``Failure``
+    with k-NN's own message (what the training job would fail with)."""
+    overrides = {
+        name: getattr(config, name)
+        for _, name, _ in HYPERPARAMETER_SETTINGS
+        if getattr(config, name) is not None
+    }
+    problems = [
+        hyperparameter_problem(f"knn_training_job's run config {name}", name, value, example)
+        for _, name, example in HYPERPARAMETER_SETTINGS
+        if (value := overrides.get(name)) is not None
+    ]
+    if any(problems):
+        raise Failure(description="; ".join(p for p in problems if p))
+    chosen = {**settings.hyperparameters(), **{name: str(value) for name, value in overrides.items()}}
+    if knn_tuning_job.get("tuned"):
+        chosen["k"] = str(knn_tuning_job["HyperParameters"]["k"])
+        source = f"tuned by {knn_tuning_job['HyperParameterTuningJobName']}"
+        if "k" in overrides:
+            source += f" (tuning is on: it wins over the run config's k = {overrides['k']})"
+    elif "k" in overrides:
+        source = "the run config's (tuning off)"
+    elif settings.k != DEFAULT_K:
+        source = "the settings' (IRIS_SAGEMAKER_K or the sagemaker resource; tuning off)"
+    else:
+        source = "the tutorial's (tuning off)"
+    return chosen, source
 
 
 @asset(
@@ -137,6 +204,10 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> 
     store, raw_key = sagemaker.get_store(), input_key(context, sagemaker, "raw_iris", RAW_KEY)
     parts = dataset.split_stored(lambda: store.open_read(settings.bucket, raw_key), seed=settings.split_seed)
     test = parts.test_features.assign(true_label=parts.test_labels.to_numpy())
+    context.log.info(
+        f"split {len(parts.train) + len(test)} rows: {len(parts.train)} train, {len(test)} test "
+        f"(seed {settings.split_seed})"
+    )
     yield Output(
         parts.train,
         output_name="train_csv",
@@ -163,19 +234,24 @@ def split_iris(context: AssetExecutionContext, sagemaker: SageMakerResource) -> 
     group_name=GROUP,
     kinds=KINDS,
     metadata={KEY: "iris/dagster/knn_tuning_job.json"},
-    description="The hyperparameters training uses: k tuned by a SageMaker hyperparameter tuning job on a "
-    "validation split carved from train_csv (IRIS_SAGEMAKER_TUNE=true), else the tutorial's k = 3.",
+    description="The k training uses: tuned by a SageMaker hyperparameter tuning job on a validation split "
+    "carved from train_csv (IRIS_SAGEMAKER_TUNE=true), else the settings' (IRIS_SAGEMAKER_K, default 3).",
 )
 def knn_tuning_job(
     context: AssetExecutionContext, sagemaker: SageMakerResource, train_csv: pd.DataFrame
 ) -> Output[dict]:
     settings = sagemaker.settings
     if not settings.tune:
-        k = specs.DEFAULT_HYPERPARAMETERS["k"]
-        context.log.info(f"tuning is off (IRIS_SAGEMAKER_TUNE=false): training uses the tutorial's k = {k}")
+        k = settings.k
+        context.log.info(f"tuning is off (IRIS_SAGEMAKER_TUNE=false): training uses the settings' k = {k}")
         return Output(
-            {"tuned": False, "HyperParameters": {"k": k}},
-            metadata={"tuned": False, "k": int(k), "why": "IRIS_SAGEMAKER_TUNE is off: the tutorial's k"},
+            {"tuned": False, "HyperParameters": {"k": str(k)}},
+            metadata={
+                "tuned": False,
+                "k": k,
+                "why": "IRIS_SAGEMAKER_TUNE is off: the settings' k (IRIS_SAGEMAKER_K, default the "
+                "tutorial's 3), unless knn_training_job's run config sets one",
+            },
         )
     run = run_key(context)
     data = knn_tuning.write_tuning_data(
@@ -226,20 +302,19 @@ def knn_tuning_job(
     kinds=KINDS,
     deps=["train_csv"],
     metadata={KEY: "iris/dagster/knn_training_job.json"},
-    description="The completed SageMaker training job of the built-in k-NN (DescribeTrainingJob), with the "
-    "hyperparameters knn_tuning_job gives.",
+    description="The completed SageMaker training job of the built-in k-NN (DescribeTrainingJob). Its "
+    "hyperparameters: the settings' (IRIS_SAGEMAKER_K, _SAMPLE_SIZE, _INDEX_METRIC), then this asset's run "
+    "config (k, sample_size, index_metric), with the k knn_tuning_job tuned when tuning is on.",
 )
 def knn_training_job(
-    context: AssetExecutionContext, sagemaker: SageMakerResource, knn_tuning_job: dict
+    context: AssetExecutionContext,
+    config: KnnTrainingConfig,
+    sagemaker: SageMakerResource,
+    knn_tuning_job: dict,
 ) -> Output[dict]:
     settings = sagemaker.settings
+    chosen, source = training_hyperparameters(settings, knn_tuning_job, config)
     train_key = input_key(context, sagemaker, "train_csv", TRAIN_KEY)
-    chosen = knn_tuning_job["HyperParameters"]
-    source = (
-        f"tuned by {knn_tuning_job['HyperParameterTuningJobName']}"
-        if knn_tuning_job.get("tuned")
-        else "the tutorial's (tuning off)"
-    )
     context.log.info(f"training with k = {chosen['k']}, {source}")
     request = specs.training_job_request(
         settings, job_names(context).training_job, hyperparameters=chosen, train_key=train_key
@@ -259,6 +334,9 @@ def knn_training_job(
             "training_job_arn": description["TrainingJobArn"],
             "k": int(description.get("HyperParameters", {}).get("k", chosen["k"])),
             "k_source": source,
+            "sample_size": int(chosen["sample_size"]),
+            "index_metric": chosen.get("index_metric", "L2 (k-NN's default)"),
+            "run_config": MetadataValue.json(config.model_dump(exclude_none=True)),
             "status": description["TrainingJobStatus"],
             "training_seconds": description.get("TrainingTimeInSeconds", 0),
             "billable_seconds": description.get("BillableTimeInSeconds", 0),
@@ -307,11 +385,13 @@ def knn_model(
 )
 def test_predictions(
     context: AssetExecutionContext,
+    config: AccuracyCheckConfig,
     sagemaker: SageMakerResource,
     knn_model: dict,
     test_csv: pd.DataFrame,
 ) -> Iterator[Any]:
     settings = sagemaker.settings
+    threshold = accuracy_threshold(settings, config)
     own = run_objects.run_keys(run_key(context))
     test_key = input_key(context, sagemaker, "test_csv", TEST_KEY)  # where test_csv was loaded from
     request = specs.transform_job_request(
@@ -354,25 +434,38 @@ def test_predictions(
             "predictions_uri": settings.uri(output_key),
             # Published to the tutorial's keys once the accuracy check passed (below, after the yield).
             "published_predictions_uri": settings.uri(PREDICTIONS_KEY)
-            if scores.accuracy >= evaluation.ACCURACY_THRESHOLD
+            if scores.accuracy >= threshold
             else "not published: accuracy below the threshold",
+            "accuracy_threshold": threshold,
             "transform_job_name": description["TransformJobName"],
             "transform_job_arn": description["TransformJobArn"],
             "status": description["TransformJobStatus"],
             "model_name": knn_model["ModelName"],
         },
     )
-    yield accuracy_result(context, scores.accuracy, len(table))
+    yield accuracy_result(context, scores.accuracy, len(table), threshold)
     # The scored table is stored by now (the IO manager handles an Output when it is yielded).
-    if scores.accuracy >= evaluation.ACCURACY_THRESHOLD:
+    if scores.accuracy >= threshold:
         trained_on = trained_on_uri(sagemaker.get_client(), knn_model)
         train_key = parse_s3_uri(trained_on).key if trained_on else own.train
         publish_run(context, sagemaker, train_key, test_key, output_key, description["ModelName"])
     else:
         context.log.warning(
-            f"accuracy {scores.accuracy:.4f} is below {evaluation.ACCURACY_THRESHOLD}: this run's objects "
+            f"accuracy {scores.accuracy:.4f} is below {threshold}: this run's objects "
             f"stay in {settings.uri(own.raw.rpartition('/raw/')[0])}/ and are not published"
         )
+
+
+def accuracy_threshold(settings: Settings, config: AccuracyCheckConfig) -> float:
+    """The accuracy check's bar: the run config's, else the settings' (IRIS_SAGEMAKER_ACCURACY_THRESHOLD)."""
+    if config.accuracy_threshold is None:
+        return settings.accuracy_threshold
+    problem = accuracy_threshold_problem(
+        "test_predictions' run config accuracy_threshold", config.accuracy_threshold
+    )
+    if problem:
+        raise Failure(description=problem)
+    return config.accuracy_threshold
 
 
 def trained_on_uri(client: Any, knn_model: dict) -> str | None:

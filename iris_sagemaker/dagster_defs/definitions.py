@@ -16,6 +16,7 @@ from iris_sagemaker.dagster_defs.assets import (
     test_predictions,
 )
 from iris_sagemaker.dagster_defs.checks import online_matches_batch
+from iris_sagemaker.dagster_defs.console import step_lines_console
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
 from iris_sagemaker.dagster_defs.schedules import retrain_iris_knn, weekly_retrain
 
@@ -54,4 +55,6 @@ def build_definitions() -> Definitions:
         schedules=[weekly_retrain],
         resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
         executor=executor_for_environment(),
+        # Used when the run config names it (`make run`); other runs keep Dagster's default console log.
+        loggers={"console": step_lines_console},
     )

@@ -94,6 +94,25 @@ class SageMakerResource(ConfigurableResource):
     tuning_strategy: str | None = Field(
         default=None, description="Bayesian (default) or Random (IRIS_SAGEMAKER_TUNING_STRATEGY)"
     )
+    k: int | None = Field(
+        default=None,
+        description="k-NN's k, the neighbours that vote (IRIS_SAGEMAKER_K), default 3; a tuned k wins when "
+        "tuning is on",
+    )
+    sample_size: int | None = Field(
+        default=None,
+        description="training rows k-NN keeps, a seeded sample of more (IRIS_SAGEMAKER_SAMPLE_SIZE), "
+        "default 150",
+    )
+    index_metric: str | None = Field(
+        default=None,
+        description="k-NN's distance: L2 (its default), INNER_PRODUCT or COSINE "
+        "(IRIS_SAGEMAKER_INDEX_METRIC)",
+    )
+    accuracy_threshold: float | None = Field(
+        default=None,
+        description="the accuracy check's bar, 0 to 1 (IRIS_SAGEMAKER_ACCURACY_THRESHOLD), default 0.9",
+    )
 
     _client: Any = PrivateAttr(default=None)
     _store: Any = PrivateAttr(default=None)
@@ -115,6 +134,10 @@ class SageMakerResource(ConfigurableResource):
             tuning_jobs=self.tuning_jobs,
             tuning_parallel=self.tuning_parallel,
             tuning_strategy=self.tuning_strategy,
+            k=self.k,
+            sample_size=self.sample_size,
+            index_metric=self.index_metric,
+            accuracy_threshold=self.accuracy_threshold,
         )
 
     def setup_for_execution(self, context: Any) -> None:

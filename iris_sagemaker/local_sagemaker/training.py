@@ -157,8 +157,8 @@ def labelled_batches(
 
 
 def _csv_batches(fh: Any, source: str, feature_dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for chunk in object_chunks(fh, source):
-        values = _parse(chunk.data, chunk.first_line, source, feature_dim)
+    for i, chunk in enumerate(object_chunks(fh, source)):
+        values = _parse(chunk.data, chunk.first_line, source, feature_dim, first_chunk=i == 0)
         yield values[:, 0].copy(), values[:, 1:]
 
 
@@ -171,14 +171,28 @@ def _record_batches(fh: Any, source: str, feature_dim: int) -> Iterator[tuple[np
         raise AlgorithmClientError(f"{source} cannot be read: {err}") from None
 
 
-def _parse(data: bytes, first: int, source: str, feature_dim: int) -> np.ndarray:
+def _parse(data: bytes, first: int, source: str, feature_dim: int, first_chunk: bool) -> np.ndarray:
+    """The chunk's rows. A row whose column count is not 1 + feature_dim fails the job: when every row
+    of the object agrees with it, on feature_dim; otherwise (ragged rows) on that row."""
     try:
         return parse_csv(data, feature_dim + 1, source, first)
     except ColumnCountError as err:
-        raise AlgorithmClientError(
-            f"feature_dim={feature_dim} does not match the data: row {err.row} of {err.source} has "
-            f"{err.found - 1} feature columns after the label (expected {feature_dim}). Set the "
-            "feature_dim hyperparameter to the number of features."
+        if first_chunk and _column_counts(data) == {err.found}:  # every row agrees: feature_dim does not
+            raise AlgorithmClientError(
+                f"feature_dim={feature_dim} does not match the data: row {err.row} of {err.source} has "
+                f"{err.found - 1} feature columns after the label (expected {feature_dim}). Set the "
+                "feature_dim hyperparameter to the number of features."
+            ) from None
+        raise AlgorithmClientError(  # ragged rows: no feature_dim would fit them all
+            f"Unable to read the training data: row {err.row} of {err.source} has {err.found} columns, "
+            f"expected {err.expected} (the label, then feature_dim={feature_dim} features); every row of a "
+            "text/csv channel must have the same number of columns."
         ) from None
     except FormatError as err:
         raise AlgorithmClientError(f"Unable to read the training data: {err}") from None
+
+
+def _column_counts(data: bytes) -> set[int]:
+    """The column counts of the non-blank lines of CSV text (split as :func:`.formats.parse_csv_rows`
+    splits them)."""
+    return {line.count(b",") + 1 for line in data.split(b"\n") if line.strip()}
