@@ -18,8 +18,8 @@ export UV_PYTHON_DOWNLOADS := never
 # which makes every dagster/airflow process recompile thousands of modules. Our commands keep the default.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy airflow-test airflow3-test \
-  sdk-venv sdk-test proto export-dag
+.PHONY: install install-run run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy \
+  airflow-test airflow3-test sdk-venv sdk-test proto export-dag
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
@@ -27,10 +27,34 @@ $(UV):
 	  || { $(PYTHON) -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install -q uv==$(UV_VERSION) \
 	       && mkdir -p $(TOOLS)/bin && ln -sf ../venv/bin/uv $(UV); }
 
-# What running needs; --inexact keeps whatever `make test` added.
+# One resolution for .venv. uv.lock resolves the extras in forks (Airflow 2 and 3, SDK v2 and v3 cannot share
+# a venv), and `--extra dagster --extra serve` on its own falls in another fork than `--extra test` (the one
+# the SDK v2 venv uses: SQLAlchemy 2, Flask 3, packaging 24), which Airflow 2.11 in the same .venv cannot
+# import. So every set installed here is the `test` extra's resolution or a part of it: the run set is the
+# test set pruned of what only the tests and the Airflow mirror need (`uv export --prune`), installed at the
+# test set's versions with `uv sync --extra test --no-install-package` for the rest.
+TEST_ONLY := apache-airflow apache-airflow-providers-amazon aiobotocore dagster-airflow playwright pytest ruff
+EXPORT_TEST = $(UV) export --frozen --python $(PYTHON) -q --extra test --no-hashes --no-emit-project \
+  --no-header --no-annotate
+# $(call sync_part,VENV,PRUNED,PYTHON): sync VENV with the test set minus PRUNED and what only PRUNED needs.
+define sync_part
+@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+names() { sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\).*==.*/\1/p' | LC_ALL=C sort; }; \
+$(EXPORT_TEST) | names > "$$tmp/test-set"; \
+$(EXPORT_TEST) $(2:%=--prune %) | names > "$$tmp/part-set"; \
+skip=$$(LC_ALL=C comm -23 "$$tmp/test-set" "$$tmp/part-set" | sed 's/^/--no-install-package /'); \
+echo "UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --frozen --python $(3) -q --extra test" \
+  "(without $(2) and what only they need: $$(echo $$skip | wc -w | awk '{print $$1/2}') packages)"; \
+UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --frozen --python $(3) -q --extra test $$skip
+endef
+
+VENV_HAS_TEST_SET = $(wildcard $(BIN)/airflow)
+SYNC_RUN_SET = $(call sync_part,$(VENV),$(TEST_ONLY),$(PYTHON))
+# What running needs. Once the test set is in .venv (Airflow is there), `make run` brings the whole test set
+# up to date instead, so .venv never mixes two locks' versions.
 $(RUN_STAMP): $(UV) pyproject.toml setup.py uv.lock
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --inexact --extra dagster --extra serve
-	touch $@
+	$(if $(VENV_HAS_TEST_SET),UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --extra test,$(SYNC_RUN_SET))
+	touch $@ $(if $(VENV_HAS_TEST_SET),$(STAMP))
 
 # Everything, exactly as locked (a superset of the run set, so it satisfies `make run` too).
 $(STAMP): $(UV) pyproject.toml setup.py uv.lock
@@ -38,6 +62,7 @@ $(STAMP): $(UV) pyproject.toml setup.py uv.lock
 	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
+install-run: $(RUN_STAMP)
 
 # Re-resolve every transitive version (after editing pyproject.toml); commit the new uv.lock.
 lock: $(UV)
@@ -52,7 +77,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
 
-run: $(RUN_STAMP) $(DAGSTER_HOME)/dagster.yaml
+run: install-run $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m iris_sagemaker --select '*'
 	$(BIN)/python -m iris_sagemaker.report
 
