@@ -1,13 +1,46 @@
-# Two commands for users: `make run` and `make test`. Both install into .venv (Python 3.11) exactly the
-# versions in uv.lock, and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run`
-# installs what running needs (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test
-# tools, a second venv for Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is
-# installed from PyPI into .tools/ the first time: no curl installer, nothing global.
-PYTHON ?= python3.11
+# Two commands for users: `make run` and `make test`. Both install into .venv exactly the versions in uv.lock,
+# and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run` installs what running needs
+# (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second venv for
+# Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is installed from PyPI into
+# .tools/ the first time: no curl installer, nothing global.
+#
+# Python: the newest of SUPPORTED_PYTHONS found on PATH as python3.X (one that runs: a pyenv shim for a
+# version pyenv does not provide is skipped); `make run PYTHON=python3.12` (or a path) picks one. uv.lock
+# holds one resolution for all of them. 3.10 is out: numpy 2.4 needs 3.11.
+SUPPORTED_PYTHONS := 3.13 3.12 3.11
+empty :=
+comma := ,
+# "3.12 /path/to/python3.12" for an interpreter that runs, nothing otherwise.
+py_probe = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2], sys.executable)' 2>/dev/null)
+$(foreach v,$(SUPPORTED_PYTHONS),$(eval PY_FOUND_$(v) := $(call py_probe,python$(v))))
+PYTHONS_FOUND := $(foreach v,$(SUPPORTED_PYTHONS),$(if $(filter $(v),$(firstword $(PY_FOUND_$(v)))),$(v)))
+ifeq ($(origin PYTHON),undefined)
+PY_VERSION := $(firstword $(PYTHONS_FOUND))
+PYTHON := $(word 2,$(PY_FOUND_$(PY_VERSION)))
+PYTHON_ERROR := no Python for iris-sagemaker: looked for \
+  $(subst $(empty) ,$(comma) ,$(SUPPORTED_PYTHONS:%=python%)) on PATH. Install one (Ubuntu: sudo apt-get \
+  install python3.12-venv; pyenv: pyenv install 3.12; macOS: brew install python@3.12), or name one: \
+  make run PYTHON=/path/to/python3.12
+else
+PY_REQUESTED := $(PYTHON)
+PY_VERSION := $(firstword $(call py_probe,$(PY_REQUESTED)))
+override PYTHON := $(word 2,$(call py_probe,$(PY_REQUESTED)))
+PYTHON_ERROR := $(if $(PY_VERSION),PYTHON=$(PY_REQUESTED) is Python $(PY_VERSION); iris-sagemaker runs on \
+  Python $(subst $(empty) ,$(comma) ,$(SUPPORTED_PYTHONS)),PYTHON=$(PY_REQUESTED) does not run here \
+  ($(PY_REQUESTED) -V fails); name an interpreter that does: make run PYTHON=/path/to/python3.12)
+endif
+# Whatever needs the interpreter stops here, with one line, when there is none (`make clean` does not).
+ifeq ($(filter $(PY_VERSION),$(SUPPORTED_PYTHONS)),)
+override PYTHON = $(error $(PYTHON_ERROR))
+endif
+# The other supported interpreters on the machine: `make test` runs the core tests on each (core-test-py3.X).
+OTHER_PYTHONS := $(filter-out $(PY_VERSION),$(PYTHONS_FOUND))
+
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-RUN_STAMP := $(VENV)/.installed-run
+# Stamps name the interpreter: switching PYTHON reinstalls (uv replaces a venv made by another Python).
+STAMP := $(VENV)/.installed-py$(PY_VERSION)
+RUN_STAMP := $(VENV)/.installed-run-py$(PY_VERSION)
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
@@ -18,8 +51,8 @@ export UV_PYTHON_DOWNLOADS := never
 # which makes every dagster/airflow process recompile thousands of modules. Our commands keep the default.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy airflow-test airflow3-test \
-  sdk-venv sdk-test proto export-dag
+.PHONY: install install-run run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy \
+  airflow-test airflow3-test sdk-venv sdk-test proto export-dag core-test
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
@@ -27,10 +60,35 @@ $(UV):
 	  || { $(PYTHON) -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install -q uv==$(UV_VERSION) \
 	       && mkdir -p $(TOOLS)/bin && ln -sf ../venv/bin/uv $(UV); }
 
-# What running needs; --inexact keeps whatever `make test` added.
+# One resolution for .venv. uv.lock resolves the extras in forks (Airflow 2 and 3, SDK v2 and v3 cannot share
+# a venv), and `--extra dagster --extra serve` on its own falls in another fork than `--extra test` (the one
+# the SDK v2 venv uses: SQLAlchemy 2, Flask 3, packaging 24), which Airflow 2.11 in the same .venv cannot
+# import. So every set installed here is the `test` extra's resolution or a part of it: the run set is the
+# test set pruned of what only the tests and the Airflow mirror need (`uv export --prune`), installed at the
+# test set's versions with `uv sync --extra test --no-install-package` for the rest.
+TEST_ONLY := apache-airflow apache-airflow-providers-amazon aiobotocore dagster-airflow playwright pytest ruff
+EXPORT_TEST = $(UV) export --frozen --python $(PYTHON) -q --extra test --no-hashes --no-emit-project \
+  --no-header --no-annotate
+# $(call sync_part,VENV,PRUNED,PYTHON): sync VENV with the test set minus PRUNED and what only PRUNED needs.
+define sync_part
+@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+names() { sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\).*==.*/\1/p' | LC_ALL=C sort; }; \
+$(EXPORT_TEST) | names > "$$tmp/test-set"; \
+$(EXPORT_TEST) $(2:%=--prune %) | names > "$$tmp/part-set"; \
+skip=$$(LC_ALL=C comm -23 "$$tmp/test-set" "$$tmp/part-set" | sed 's/^/--no-install-package /'); \
+echo "UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --frozen --python $(3) -q --extra test" \
+  "(without $(2) and what only they need: $$(echo $$skip | wc -w | awk '{print $$1/2}') packages)"; \
+UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --frozen --python $(3) -q --extra test $$skip
+endef
+
+VENV_HAS_TEST_SET = $(and $(wildcard $(BIN)/airflow),\
+  $(shell grep -sq '^version_info = $(PY_VERSION)\.' $(VENV)/pyvenv.cfg && echo y))
+SYNC_RUN_SET = $(call sync_part,$(VENV),$(TEST_ONLY),$(PYTHON))
+# What running needs. Once the test set is in .venv (Airflow is there), `make run` brings the whole test set
+# up to date instead, so .venv never mixes two locks' versions.
 $(RUN_STAMP): $(UV) pyproject.toml setup.py uv.lock
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --inexact --extra dagster --extra serve
-	touch $@
+	$(if $(VENV_HAS_TEST_SET),UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --extra test,$(SYNC_RUN_SET))
+	touch $@ $(if $(VENV_HAS_TEST_SET),$(STAMP))
 
 # Everything, exactly as locked (a superset of the run set, so it satisfies `make run` too).
 $(STAMP): $(UV) pyproject.toml setup.py uv.lock
@@ -38,6 +96,7 @@ $(STAMP): $(UV) pyproject.toml setup.py uv.lock
 	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
+install-run: $(RUN_STAMP)
 
 # Re-resolve every transitive version (after editing pyproject.toml); commit the new uv.lock.
 lock: $(UV)
@@ -57,7 +116,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 # A line per step (iris_sagemaker/dagster_defs/console.py); IRIS_SAGEMAKER_VERBOSE=1 prints the full event log.
 # -W: the CLI's own notice that `asset materialize` is superseded by `dg launch` (not installed here).
-run: $(RUN_STAMP) $(DAGSTER_HOME)/dagster.yaml
+run: install-run $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -W ignore::FutureWarning:click.core -m dagster asset materialize -m iris_sagemaker \
 	  --select '*' --config-json '{"loggers": {"console": {}}}'
 	$(BIN)/python -m iris_sagemaker.report
@@ -79,6 +138,29 @@ browser: $(CHROMIUM)
 test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
 	$(BIN)/ruff check .
 	IRIS_SAGEMAKER_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory core-test
+
+# The core tests on every other supported Python found on the machine (OTHER_PYTHONS; `make test` runs them,
+# about a minute each; `make test OTHER_PYTHONS=` skips them): the engine, the settings, the data and a whole
+# pipeline materialization (what `make run` does), in .venv-py3.X with the run set plus pytest and moto, at
+# the versions .venv has. `make core-test-py3.12` runs one.
+CORE_TESTS := $(addprefix iris_sagemaker_tests/,test_settings.py test_dataset.py test_evaluation.py \
+  test_storage.py test_local_sagemaker_knn.py test_local_sagemaker_validation.py test_serve_units.py \
+  test_pipeline_end_to_end.py)
+CORE_PRUNED := $(filter-out pytest,$(TEST_ONLY))
+
+.venv-py%/.installed: $(UV) pyproject.toml setup.py uv.lock
+	$(if $(PY_FOUND_$*),,$(error no python$* runs here: looked for python$* on PATH))
+	$(call sync_part,.venv-py$*,$(CORE_PRUNED),$(word 2,$(PY_FOUND_$*)))
+	touch $@
+
+.PRECIOUS: .venv-py%/.installed
+core-test-py%: .venv-py%/.installed
+	.venv-py$*/bin/python -m pytest -p no:cacheprovider -q $(CORE_TESTS)
+
+core-test: $(OTHER_PYTHONS:%=core-test-py%)
+	@echo "core tests on other interpreters: $(if $(OTHER_PYTHONS),Python $(OTHER_PYTHONS),none found \
+	  (looked for $(filter-out python$(PY_VERSION),$(SUPPORTED_PYTHONS:%=python%))))"
 
 # The Airflow mirror (airflow_dags/). `airflow-run`: `airflow dags test` offline on Airflow 2.11 (.venv)
 # with its own SQLite home in ./.airflow, against a server started for it. `airflow-test`: the DAG tests on
@@ -155,4 +237,5 @@ serve: $(RUN_STAMP)
 	$(BIN)/iris-sagemaker serve $(SERVE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(AF3_VENV) $(SDK_VENV) $(SDK2_VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AF3_VENV) $(SDK_VENV) $(SDK2_VENV) $(SUPPORTED_PYTHONS:%=.venv-py%) $(TOOLS) .pytest_cache \
+	  .ruff_cache
