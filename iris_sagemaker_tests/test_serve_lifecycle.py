@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,20 @@ def test_a_signal_stops_the_server_and_fails_running_jobs_with_a_reason(tmp_path
     start_server(root).stop()
 
 
-def test_ctrl_c_is_a_clean_stop_one_line_exit_130_and_no_traceback(tmp_path: Path) -> None:
+def _default_sigint() -> None:  # as from a terminal: Python turns SIGINT into KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _ignore_sigint() -> None:  # as a background job of a shell without job control
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started", [_default_sigint, _ignore_sigint], ids=["terminal", "sigint-ignored"])
+def test_ctrl_c_is_a_clean_stop_one_line_exit_130_and_no_traceback(
+    tmp_path: Path, started: Callable[[], None]
+) -> None:
+    """Ctrl-C (SIGINT) stops the server with one line and 130, also when it was started with SIGINT
+    ignored (a shell's background job without job control), where Python raises no KeyboardInterrupt."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -153,6 +167,7 @@ def test_ctrl_c_is_a_clean_stop_one_line_exit_130_and_no_traceback(tmp_path: Pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=started,
     )
     try:
         assert process.stdout is not None

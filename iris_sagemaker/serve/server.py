@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -156,6 +157,7 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
         app = ServerApp(root, region)
         threading.Thread(target=_hand_back_free_memory, name="iris-sagemaker-trim", daemon=True).start()
         said: list[str] = []
+        caught: list[int] = []  # the signals that stopped it
 
         class Server(uvicorn.Server):
             async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -168,6 +170,10 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
                 await super().shutdown(sockets=sockets)
                 print(STOPPED, flush=True)  # before uvicorn re-raises SIGTERM, which ends the process
                 said.append(STOPPED)
+
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                caught.append(sig)
+                super().handle_exit(sig, frame)
 
         config = uvicorn.Config(
             app,
@@ -184,7 +190,9 @@ def serve(root: Path, host: str, port: int, region: str, access_log: bool = Fals
             return INTERRUPTED_STATUS
         finally:
             sock.close()
-    return 0
+    # A process that started with SIGINT ignored (a background job of a shell without job control)
+    # gets no KeyboardInterrupt from uvicorn's re-raise; a Ctrl-C is still a Ctrl-C.
+    return INTERRUPTED_STATUS if signal.SIGINT in caught else 0
 
 
 TRIM_EVERY_S = 10.0
