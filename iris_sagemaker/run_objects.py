@@ -2,7 +2,8 @@
 
 The tutorial's keys are fixed per bucket (``iris/processed-input-data/train.csv``, ``.../test.csv``,
 ``iris/results/test.csv.out``, ...). Two runs at once on one bucket that both worked there would train
-and score on each other's files and still succeed (DESIGN section 14). So no run works there:
+and score on each other's files and still succeed (README: "Runs that share a bucket"). So no run
+works there:
 
 * **A run works in its own folder**, ``iris/runs/<run>/``, laid out like the tutorial's keys
   (``iris/runs/<run>/processed-input-data/train.csv``, ``.../holdout/test_labels.csv``,

@@ -2,7 +2,7 @@
 deferrable, against one ``iris-sagemaker serve`` over HTTP, offline; in .venv (Airflow 2.11) and
 .venv-airflow3 (Airflow 3.x).
 
-DESIGN section 5: a retried task whose job already exists reuses it when Completed (no new job, no new
+The README's "Retries": a retried task whose job already exists reuses it when Completed (no new job, no new
 name), waits for it when InProgress, and fails for good (``AirflowFailException``) with the job's
 reason when Failed or Stopped. ``Stopped`` is never success, in any operator or trigger path.
 

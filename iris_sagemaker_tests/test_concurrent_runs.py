@@ -1,5 +1,5 @@
-"""Runs that share a bucket (DESIGN section 14): each run computes from its own data in its own folder,
-and the tutorial's keys hold the latest successful run's objects, never a mix of two runs."""
+"""Runs that share a bucket (README: "Runs that share a bucket"): each run computes from its own data in
+its own folder, and the tutorial's keys hold the latest successful run's objects, never a mix of two runs."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 What the subclasses add to the Amazon provider's own operators:
 
-- **Retries as DESIGN section 5 says.** A retried task that finds its job under its own name reuses it
+- **Retries (README: "Retries").** A retried task that finds its job under its own name reuses it
   when Completed (no new job, no new name), waits for it when InProgress (blocking, or deferred to the
   provider's ``SageMakerTrigger``), and fails with the job's FailureReason when Failed or Stopped
   (``AirflowFailException``: retrying again could not help). The provider would start a
