@@ -339,17 +339,7 @@ def split(frame: pd.DataFrame, seed: int, train_fraction: float = 0.7) -> IrisSp
     The shuffle is the one ``encode(frame).sample(frac=1, random_state=RandomState(seed))`` makes (the
     same draw), but each side's rows are taken from the table once: no encoded or shuffled copy of the
     whole table is made."""
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
-    rows = len(frame)
-    cut = int(train_fraction * rows)
-    if cut == 0 or cut == rows:
-        raise IrisDataError(
-            f"{len(frame)} rows cannot be split {train_fraction:.0%}/{1 - train_fraction:.0%}: "
-            "both sides need at least one row"
-        )
-    # What DataFrame.sample(frac=1, random_state=...) draws: RandomState.choice(rows, rows, replace=False).
-    order = np.random.RandomState(seed).choice(rows, size=rows, replace=False).astype(np.intp)
+    cut, order = _cut_and_shuffle(len(frame), seed, train_fraction)
     codes = _label_codes(frame["species"])
     train_rows, test_rows = order[:cut], order[cut:]
     index = frame.index
@@ -359,6 +349,21 @@ def split(frame: pd.DataFrame, seed: int, train_fraction: float = 0.7) -> IrisSp
     test_features = pd.DataFrame(test, columns=FEATURES, index=index[test_rows], copy=False)
     test_labels = pd.Series(codes[test_rows], index=index[test_rows], name="true_label")
     return IrisSplit(train=train, test_features=test_features, test_labels=test_labels)
+
+
+def _cut_and_shuffle(rows: int, seed: int, train_fraction: float) -> tuple[int, np.ndarray]:
+    """Where the train side ends, and the seeded shuffle of ``rows`` row positions: what
+    ``DataFrame.sample(frac=1, random_state=RandomState(seed))`` draws (``RandomState.choice(rows, rows,
+    replace=False)``), so that :func:`split` and :func:`split_stored` cut the same rows the same way."""
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
+    cut = int(train_fraction * rows)
+    if cut == 0 or cut == rows:
+        raise IrisDataError(
+            f"{rows} rows cannot be split {train_fraction:.0%}/{1 - train_fraction:.0%}: "
+            "both sides need at least one row"
+        )
+    return cut, np.random.RandomState(seed).choice(rows, size=rows, replace=False).astype(np.intp)
 
 
 def _rows(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -381,13 +386,7 @@ def split_stored(
         raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
     with open_table() as fh:
         rows = _data_lines(fh)
-    cut = int(train_fraction * rows)
-    if cut == 0 or cut == rows:
-        raise IrisDataError(
-            f"{rows} rows cannot be split {train_fraction:.0%}/{1 - train_fraction:.0%}: "
-            "both sides need at least one row"
-        )
-    order = np.random.RandomState(seed).choice(rows, size=rows, replace=False).astype(np.int64)
+    cut, order = _cut_and_shuffle(rows, seed, train_fraction)
     place = np.empty(rows, np.int32)  # row i of the table is row place[i] of the shuffled table
     for start in range(0, rows, PARSE_ROWS):
         place[order[start : start + PARSE_ROWS]] = np.arange(start, min(rows, start + PARSE_ROWS))

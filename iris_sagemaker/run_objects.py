@@ -154,26 +154,17 @@ def publish(
     which the deploy DAG serves); returns what was published. Published descriptions under
     ``iris/dagster/`` that are not in ``sources`` are another run's and are removed."""
     with _publish_lock(store, bucket, run, log, lock_timeout, stale_after):
-        for target, source in sources.items():
-            if source != target:
-                _copy(store, bucket, source, target)
+        _copy_all(store, bucket, sources)
         for key in store.list_keys(bucket, DESCRIPTIONS_PREFIX):
             if key not in sources:  # another run's (an Airflow run makes none): not part of this set
                 store.delete(bucket, key)
-        store.put_bytes(
-            bucket,
-            LATEST_KEY,
-            json.dumps(
-                {
-                    "run": run,
-                    "published_at": datetime.now(UTC).isoformat(),
-                    "objects": dict(sources),
-                    "model_name": model_name,
-                },
-                indent=2,
-                sort_keys=True,
-            ).encode(),
-        )
+        latest = {
+            "run": run,
+            "published_at": datetime.now(UTC).isoformat(),
+            "objects": dict(sources),
+            "model_name": model_name,
+        }
+        _write_latest(store, bucket, latest)
     log(f"published run {run}'s objects to the tutorial's keys: {', '.join(sorted(sources))}")
     return dict(sources)
 
@@ -204,13 +195,22 @@ def publish_more(
         if latest.get("run") != run:
             log(f"not publishing {', '.join(sorted(sources))}: run {latest.get('run')!r} published since")
             return False
-        for target, source in sources.items():
-            if source != target:
-                _copy(store, bucket, source, target)
+        _copy_all(store, bucket, sources)
         latest["objects"] = {**latest.get("objects", {}), **sources}
-        store.put_bytes(bucket, LATEST_KEY, json.dumps(latest, indent=2, sort_keys=True).encode())
+        _write_latest(store, bucket, latest)
     log(f"published run {run}'s {', '.join(sorted(sources))}")
     return True
+
+
+def _copy_all(store: ObjectStore, bucket: str, sources: Mapping[str, str]) -> None:
+    """Copy each run's object to its tutorial key (``sources``: tutorial key -> the run's key)."""
+    for target, source in sources.items():
+        if source != target:
+            _copy(store, bucket, source, target)
+
+
+def _write_latest(store: ObjectStore, bucket: str, latest: dict) -> None:
+    store.put_bytes(bucket, LATEST_KEY, json.dumps(latest, indent=2, sort_keys=True).encode())
 
 
 def _copy(store: ObjectStore, bucket: str, source: str, target: str) -> None:
