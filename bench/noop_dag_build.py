@@ -20,7 +20,7 @@ def noop_pipeline(dag_id: str, freeze_first: bool = False) -> DAG:
         @task
         def data_prep() -> None:
             if freeze_first:
-                from iris_sagemaker.startup_heap import freeze_loaded_heap
+                from iris_sagemaker.core.startup_heap import freeze_loaded_heap
 
                 freeze_loaded_heap()
 

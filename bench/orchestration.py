@@ -6,7 +6,7 @@ Prints, for each orchestrator, the median wall time of the project's full local 
 graph of the same shape on the same executor, and their ratio:
 - Dagster: `dagster asset materialize --select '*'` of the project (local backend) vs seven no-op assets
   and a no-op check step (the project's shape).
-  Two more lines separate what the project's start-up ``gc.freeze()`` (iris_sagemaker.startup_heap)
+  Two more lines separate what the project's start-up ``gc.freeze()`` (iris_sagemaker.core.startup_heap)
   saves from the project's own overhead: the project with the freeze off, and the no-op assets with it on.
 - Airflow: `airflow dags test sagemaker_pipeline` vs a four-no-op-task DAG, same Airflow; and the parse
   of each DAG file alone (what the scheduler pays on every re-parse). The project's operators reach the
@@ -209,7 +209,7 @@ def write_big_iris(path: Path, rows: int) -> None:
     """An Iris-shaped CSV: the 150 real rows resampled with small noise, UCI format."""
     import numpy as np
 
-    from iris_sagemaker import dataset
+    from iris_sagemaker.core import dataset
 
     iris = dataset.parse_iris(dataset.read_source(None)[1])
     rng = np.random.default_rng(0)

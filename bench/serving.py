@@ -161,7 +161,7 @@ def main() -> None:
     if args.requests < 100 or args.concurrent_requests < args.clients or args.clients < 1:
         parser.error("--requests must be >= 100, --clients >= 1 and --concurrent-requests >= --clients")
 
-    from iris_sagemaker import dataset
+    from iris_sagemaker.core import dataset
 
     _, data = dataset.read_source(None)
     encoded = dataset.encode(dataset.parse_iris(data)).to_numpy(dtype=np.float32)

@@ -641,12 +641,12 @@ class Server:
             return None
 
 
-def running_server(root: Path) -> Server:
-    lock = root / "sagemaker" / "serve.lock"
-    try:
-        info = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        raise SystemExit(f"no iris-sagemaker serve runs for --root {root} (no readable {lock})") from None
+def attach_to_server(root: Path) -> Server:
+    from iris_sagemaker.serve.lockfile import running_server
+
+    info = running_server(root)
+    if info is None:
+        raise SystemExit(f"no iris-sagemaker serve runs for --root {root}: start one (iris-sagemaker serve)")
     return Server(info["url"], root, int(info["pid"]))
 
 
@@ -1169,7 +1169,9 @@ def main() -> int:
     labels, features = iris_like(seed=7)
     work = tempfile.TemporaryDirectory(prefix="iris-soak-")
     server = (
-        running_server(args.root) if args.root else start_own_server(Path(work.name) / "root", args.job_delay)
+        attach_to_server(args.root)
+        if args.root
+        else start_own_server(Path(work.name) / "root", args.job_delay)
     )
     context = multiprocessing.get_context("spawn")
     out, ready = context.Queue(), context.Queue()

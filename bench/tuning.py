@@ -58,7 +58,7 @@ K_RANGE = {"IntegerParameterRanges": [{"Name": "k", "MinValue": "1", "MaxValue":
 def dataset(rows: int) -> tuple[bytes, bytes, int]:
     """train.csv and test.csv (label first, no header) and the number of training rows."""
     if rows <= 0:
-        from iris_sagemaker import dataset as iris
+        from iris_sagemaker.core import dataset as iris
 
         _, data = iris.read_source(None)
         split = iris.split(iris.parse_iris(data), seed=42)

@@ -6,6 +6,6 @@ workspace.yaml. Needs ``iris-sagemaker[dagster-airflow]`` (Airflow 2).
 
 from dagster import Definitions
 
-from iris_sagemaker.dagster_defs.airflow_job import airflow_job
+from iris_sagemaker.airflow_defs.dagster_job import airflow_job
 
 defs = Definitions(jobs=[airflow_job()])

@@ -3,7 +3,7 @@
 - ``iris-sagemaker serve [--host 127.0.0.1] [--port N] [--root DIR] [--region R]`` serves the embedded
   engine over SageMaker's own HTTP API (see :mod:`iris_sagemaker.serve`);
 - ``iris-sagemaker with-server [--root DIR] -- COMMAND ...`` runs one command against a server started
-  for it (``serve.with_server``), e.g. ``airflow dags test sagemaker_pipeline``;
+  for it (``iris_sagemaker.with_server``), e.g. ``airflow dags test sagemaker_pipeline``;
 - ``iris-sagemaker export-airflow-dag [--out FILE] [--region R]`` writes a self-contained DAG file
   (``airflow_defs.export``).
 """
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS
-from iris_sagemaker.settings import DEFAULT_LOCAL_ROOT, DEFAULT_REGION, SettingsError, region_problem
+from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_ROOT, DEFAULT_REGION, SettingsError, region_problem
 
 DEFAULT_PORT = 8734
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"iris-sagemaker serve: {err}", file=sys.stderr)
             return 1
     elif args.command == "with-server":
-        from iris_sagemaker.serve.with_server import run_with_server
+        from iris_sagemaker.with_server import run_with_server
 
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         return run_with_server(args.root, args.region, argv)

@@ -2,13 +2,13 @@
 
 import warnings
 
-from iris_sagemaker.startup_heap import frozen_heap
+from iris_sagemaker.core.startup_heap import frozen_heap
 
 # Dagster, then pandas and this package: loaded for the life of the process (see startup_heap).
 with frozen_heap():
     from dagster import BetaWarning
 
-    from iris_sagemaker.dagster_defs.definitions import build_definitions
+    from iris_sagemaker.dagster_defs.code_location import build_definitions
 
     defs = build_definitions()
 

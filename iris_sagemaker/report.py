@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from iris_sagemaker.backends import check_endpoints, make_sagemaker_client, make_store
-from iris_sagemaker.endpoint_steps import describe_endpoint
-from iris_sagemaker.evaluation import parse_predictions
-from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, Settings, SettingsError
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore
+from iris_sagemaker.core.evaluation import parse_predictions
+from iris_sagemaker.core.settings import PREDICTIONS_KEY, SCORED_KEY, Settings, SettingsError
+from iris_sagemaker.core.storage import ObjectNotFound, ObjectStore
+from iris_sagemaker.steps.clients_for_backend import check_endpoints, make_sagemaker_client, make_store
+from iris_sagemaker.steps.endpoint_steps import describe_endpoint
 
 
 def parser() -> argparse.ArgumentParser:

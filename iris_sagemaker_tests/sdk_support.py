@@ -7,7 +7,7 @@ import importlib.metadata
 
 import numpy as np
 
-from iris_sagemaker import dataset
+from iris_sagemaker.core import dataset
 
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 

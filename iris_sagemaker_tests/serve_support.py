@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from iris_sagemaker import dataset
+from iris_sagemaker.core import dataset
+from iris_sagemaker.core.settings import Settings
 from iris_sagemaker.serve.process import ServerProcess
-from iris_sagemaker.settings import Settings
 
 REGION = "us-east-2"
 BUCKET = "iris-sagemaker-http"
@@ -32,7 +32,7 @@ def tutorial_settings(root: Any) -> Settings:
 
 def upload_tutorial_split(s3: Any, settings: Settings) -> dataset.IrisSplit:
     """The tutorial's train.csv and test.csv, from the packaged Iris data, in the server's bucket."""
-    from iris_sagemaker.settings import TEST_KEY, TRAIN_KEY
+    from iris_sagemaker.core.settings import TEST_KEY, TRAIN_KEY
 
     _, data = dataset.read_source(None)
     split = dataset.split(dataset.parse_iris(data), seed=settings.split_seed)

@@ -39,8 +39,8 @@ from iris_sagemaker_tests.airflow_support import AIRFLOW, REPO, airflow_env, air
 require_airflow()
 
 from iris_sagemaker.local_sagemaker.jobs import TEST_DELAY_ENV  # noqa: E402
-from iris_sagemaker.sagemaker_steps import TRAINING_JOB, JobKind  # noqa: E402
 from iris_sagemaker.serve.process import ServerProcess, start_server  # noqa: E402
+from iris_sagemaker.steps.job_steps import TRAINING_JOB, JobKind  # noqa: E402
 from iris_sagemaker_tests.serve_support import REGION, client  # noqa: E402
 
 BUCKET = "iris-cancel"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from iris_sagemaker.settings import Settings
+from iris_sagemaker.core.settings import Settings
 from iris_sagemaker_tests.airflow_support import aws_connection, require_airflow
 
 require_airflow()
 
 from iris_sagemaker.airflow_defs import connection  # noqa: E402
+from iris_sagemaker.serve.lockfile import running_server  # noqa: E402
 from iris_sagemaker.serve.process import start_server  # noqa: E402
 
 VARIABLE = "AIRFLOW_CONN_AWS-SAGEMAKER"
@@ -39,7 +40,7 @@ def test_a_defined_connection_is_used_as_it_is(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv(VARIABLE, defined)
     connection.ensure_connection("aws-sagemaker", _settings(tmp_path / "root"))
     assert os.environ[VARIABLE] == defined
-    assert connection.running_server(tmp_path / "root") is None  # nothing was started
+    assert running_server(tmp_path / "root") is None  # nothing was started
 
 
 def test_aws_mode_never_defines_a_connection(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_the_server_running_for_the_root_is_used(tmp_path: Path) -> None:
         messages: list[str] = []
         connection.ensure_connection("aws-sagemaker", _settings(root), messages.append)
         assert _endpoint_url() == server.url
-        assert connection.running_server(root)["pid"] == server.process.pid  # no second server
+        assert running_server(root)["pid"] == server.process.pid  # no second server
         assert messages == [f"no Airflow connection 'aws-sagemaker': using the local server at {server.url}"]
     finally:
         server.stop()
@@ -63,17 +64,17 @@ def test_the_server_running_for_the_root_is_used(tmp_path: Path) -> None:
 def test_without_a_server_one_is_started_for_this_process_and_stopped(tmp_path: Path) -> None:
     root, other = tmp_path / "root", tmp_path / "other-root"
     connection.ensure_connection("aws-sagemaker", _settings(root))
-    running = connection.running_server(root)
+    running = running_server(root)
     assert running is not None and running["owner_pid"] == os.getpid()
     assert _endpoint_url() == running["url"]
 
     # Another root in the same process (a long-lived worker): the connection this process defined is
     # resolved again for it, never reused for the wrong root.
     connection.ensure_connection("aws-sagemaker", _settings(other))
-    assert _endpoint_url() == connection.running_server(other)["url"] != running["url"]
+    assert _endpoint_url() == running_server(other)["url"] != running["url"]
 
     connection.stop_local_servers()
-    assert connection.running_server(root) is None and connection.running_server(other) is None
+    assert running_server(root) is None and connection.running_server(other) is None
     assert VARIABLE not in os.environ
 
 
@@ -112,7 +113,7 @@ def test_another_processs_server_is_refused_then_dies_with_it(tmp_path: Path) ->
         owner.wait(10)
         connection.ensure_connection("aws-sagemaker", _settings(root))  # waits for it to stop, then starts
         assert _endpoint_url() != url
-        assert connection.running_server(root)["owner_pid"] == os.getpid()
+        assert running_server(root)["owner_pid"] == os.getpid()
     finally:
         if owner.poll() is None:
             owner.kill()
@@ -129,4 +130,4 @@ def test_without_the_serve_stack_the_error_says_what_to_install(
     )
     with pytest.raises(connection.LocalServerError, match=r"pip install 'iris-sagemaker\[serve\]'"):
         connection.ensure_connection("aws-sagemaker", _settings(tmp_path / "root"))
-    assert connection.running_server(tmp_path / "root") is None
+    assert running_server(tmp_path / "root") is None

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from iris_sagemaker import run_objects, specs
-from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings
+from iris_sagemaker.core import run_objects, specs
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings
 from iris_sagemaker_tests.airflow_support import (
     DAGS_FOLDER,
     airflow_env,

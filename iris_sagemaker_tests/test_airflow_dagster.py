@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from iris_sagemaker.settings import (
+from iris_sagemaker.core.settings import (
     DEFAULT_LOCAL_BUCKET,
     LOCAL_ROLE_ARN,
     PREDICTIONS_KEY,
@@ -36,10 +36,10 @@ pytest.importorskip("dagster_airflow", reason="dagster-airflow is not installed 
 
 from dagster import materialize  # noqa: E402
 
+from iris_sagemaker.airflow_defs.dagster_job import JOB_NAME  # noqa: E402
 from iris_sagemaker.airflow_defs.pipeline import TASK_IDS  # noqa: E402
 from iris_sagemaker.dagster_defs import resources  # noqa: E402
-from iris_sagemaker.dagster_defs.airflow_job import JOB_NAME  # noqa: E402
-from iris_sagemaker.dagster_defs.definitions import build_definitions  # noqa: E402
+from iris_sagemaker.dagster_defs.code_location import build_definitions  # noqa: E402
 
 SHARED_OBJECTS = (RAW_KEY, TRAIN_KEY, TEST_KEY, TEST_LABELS_KEY)
 
@@ -129,7 +129,7 @@ def test_the_code_location_runs_the_dag_as_a_dagster_job(
     assert materialize(list(defs.assets), resources=defs.resources).success
 
     monkeypatch.setenv("IRIS_SAGEMAKER_LOCAL_ROOT", str(airflow_root))
-    from iris_sagemaker.dagster_defs.airflow_job import airflow_job
+    from iris_sagemaker.airflow_defs.dagster_job import airflow_job
 
     job = airflow_job()
     result = job.execute_in_process(raise_on_error=False)

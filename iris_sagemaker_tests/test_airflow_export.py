@@ -31,9 +31,10 @@ import pandas as pd
 import pytest
 
 import iris_sagemaker
-from iris_sagemaker import cli, dataset, evaluation, run_objects, specs
+from iris_sagemaker import cli
 from iris_sagemaker.airflow_defs import export
-from iris_sagemaker.settings import PREDICTIONS_KEY, Settings
+from iris_sagemaker.core import dataset, evaluation, run_objects, specs
+from iris_sagemaker.core.settings import PREDICTIONS_KEY, Settings
 from iris_sagemaker_tests.airflow_support import (
     REPO,
     FakeTaskInstance,

@@ -42,12 +42,12 @@ from airflow.providers.common.compat.sdk import (  # noqa: E402 - only where Air
     TaskDeferred,
 )
 
-from iris_sagemaker import dataset, specs  # noqa: E402
 from iris_sagemaker.airflow_defs import operators  # noqa: E402
+from iris_sagemaker.core import dataset, specs  # noqa: E402
+from iris_sagemaker.core.settings import TEST_KEY, TRAIN_KEY, Settings  # noqa: E402
 from iris_sagemaker.local_sagemaker.jobs import TEST_DELAY_ENV  # noqa: E402
 from iris_sagemaker.local_sagemaker.testing import iris_like, to_csv, wait_for  # noqa: E402
 from iris_sagemaker.serve.process import ServerProcess, start_server  # noqa: E402
-from iris_sagemaker.settings import TEST_KEY, TRAIN_KEY, Settings  # noqa: E402
 from iris_sagemaker_tests.serve_support import (  # noqa: E402
     REGION,
     client,

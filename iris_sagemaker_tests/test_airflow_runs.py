@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from iris_sagemaker import dataset, run_objects, specs
-from iris_sagemaker.settings import (
+from iris_sagemaker.core import dataset, run_objects, specs
+from iris_sagemaker.core.settings import (
     DEFAULT_LOCAL_BUCKET,
     PREDICTIONS_KEY,
     SCORED_KEY,
@@ -77,7 +77,7 @@ def _with_server(home: Path, dag_id: str, **env: str) -> str:
 
 
 def _no_server_left(root: Path) -> None:
-    from iris_sagemaker.airflow_defs.connection import running_server
+    from iris_sagemaker.serve.lockfile import running_server
 
     assert running_server(root) is None  # the server's lock is free: it stopped with the command
 

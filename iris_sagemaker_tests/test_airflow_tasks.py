@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from iris_sagemaker import dataset, run_objects, specs
 from iris_sagemaker.airflow_defs import tasks
+from iris_sagemaker.core import dataset, run_objects, specs
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, TEST_KEY, TEST_LABELS_KEY, Settings
 from iris_sagemaker.local_sagemaker.testing import Lab
-from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, TEST_KEY, TEST_LABELS_KEY, Settings
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ import requests
 from dagster import materialize
 from moto.server import ThreadedMotoServer
 
-from iris_sagemaker import run_objects, specs
-from iris_sagemaker.dagster_defs.definitions import build_definitions
+from iris_sagemaker.core import run_objects, specs
+from iris_sagemaker.core.settings import Settings
+from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
-from iris_sagemaker.settings import Settings
 
 BUCKET = "tutorial-bucket"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -238,7 +238,7 @@ def test_local_engine_over_s3_runs_the_whole_pipeline(
 
 
 def test_training_logs_are_forwarded_from_cloudwatch(moto_endpoint: str) -> None:
-    from iris_sagemaker.job_logs import LOG_GROUP, CloudWatchLogTail
+    from iris_sagemaker.steps.log_tails import LOG_GROUP, CloudWatchLogTail
 
     logs = boto3.client("logs", endpoint_url=moto_endpoint, region_name="us-east-2")
     tail = CloudWatchLogTail(logs, "train-iris-1")

@@ -18,12 +18,10 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from iris_sagemaker import dataset, endpoint_steps, evaluation, run_objects, sagemaker_steps, specs
 from iris_sagemaker.airflow_defs import tasks as airflow_tasks
-from iris_sagemaker.backends import make_sagemaker_client, make_store
-from iris_sagemaker.run_objects import LATEST_KEY, LOCK_KEY, PublishError
-from iris_sagemaker.sagemaker_steps import LOCAL_WAITING
-from iris_sagemaker.settings import (
+from iris_sagemaker.core import dataset, evaluation, run_objects, specs
+from iris_sagemaker.core.run_objects import LATEST_KEY, LOCK_KEY, PublishError
+from iris_sagemaker.core.settings import (
     DEFAULT_LOCAL_BUCKET,
     PREDICTIONS_KEY,
     SCORED_KEY,
@@ -32,7 +30,10 @@ from iris_sagemaker.settings import (
     TRAIN_KEY,
     Settings,
 )
-from iris_sagemaker.storage import LocalObjectStore, S3ObjectStore
+from iris_sagemaker.core.storage import LocalObjectStore, S3ObjectStore
+from iris_sagemaker.steps import endpoint_steps, job_steps
+from iris_sagemaker.steps.clients_for_backend import make_sagemaker_client, make_store
+from iris_sagemaker.steps.job_steps import LOCAL_WAITING
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,11 +184,11 @@ def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path, back
     for name, run in runs.items():
         keys, names = run_objects.run_keys(run), specs.job_names(run)
         request = specs.training_job_request(settings[name], names.training_job, train_key=keys.train)
-        trained[name] = {"Training": sagemaker_steps.run_training_job(client, request, LOCAL_WAITING)}
+        trained[name] = {"Training": job_steps.run_training_job(client, request, LOCAL_WAITING)}
     for name, run in runs.items():
         artifact = trained[name]["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
         request = specs.model_request(settings[name], specs.job_names(run).model, artifact)
-        models[name] = sagemaker_steps.ensure_model(client, request)["ModelName"]
+        models[name] = job_steps.ensure_model(client, request)["ModelName"]
     scored = {}
     for name, run in runs.items():
         keys = run_objects.run_keys(run)
@@ -198,7 +199,7 @@ def test_interleaved_airflow_runs_each_score_their_own_data(tmp_path: Path, back
             input_key=keys.test,
             output_prefix=keys.output_prefix,
         )
-        transform = sagemaker_steps.run_transform_job(client, request, LOCAL_WAITING)
+        transform = job_steps.run_transform_job(client, request, LOCAL_WAITING)
         scored[name] = airflow_tasks.score_predictions(
             settings[name], store, client, transform["TransformJobName"], run
         )

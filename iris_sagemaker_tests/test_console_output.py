@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.console import RUN_CONFIG
-from iris_sagemaker.dagster_defs.definitions import build_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = [

@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from iris_sagemaker import dataset
-from iris_sagemaker.dataset import IrisDataError
+from iris_sagemaker.core import dataset
+from iris_sagemaker.core.dataset import IrisDataError
 
 GOOD_ROWS = "5.1,3.5,1.4,0.2,Iris-setosa\n7.0,3.2,4.7,1.4,Iris-versicolor\n6.3,3.3,6.0,2.5,Iris-virginica\n"
 
@@ -246,7 +246,7 @@ def test_a_file_source_is_parsed_as_it_is_read(tmp_path) -> None:
 def test_splitting_the_stored_table_equals_splitting_it_in_memory(tmp_path, monkeypatch, seed) -> None:
     """The split streamed from the stored raw table (as split_iris reads it) draws the same shuffle and
     gives the same sides, indexes and labels as dataset.split of the loaded table."""
-    from iris_sagemaker.storage import LocalObjectStore, read_csv, write_csv
+    from iris_sagemaker.core.storage import LocalObjectStore, read_csv, write_csv
 
     monkeypatch.setattr(dataset, "PARSE_ROWS", 64)
     store = LocalObjectStore(tmp_path)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from iris_sagemaker import endpoint_steps
+from iris_sagemaker.core.settings import Settings
+from iris_sagemaker.core.specs import endpoint_config_request
 from iris_sagemaker.local_sagemaker.testing import Lab, iris_like, model_request, to_csv
-from iris_sagemaker.sagemaker_steps import SageMakerJobError
-from iris_sagemaker.settings import Settings
-from iris_sagemaker.specs import endpoint_config_request
+from iris_sagemaker.steps import endpoint_steps
+from iris_sagemaker.steps.job_steps import SageMakerJobError
 
 WAITING = endpoint_steps.endpoint_waiting(is_local=True)
 

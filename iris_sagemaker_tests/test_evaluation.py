@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from iris_sagemaker import evaluation
-from iris_sagemaker.dataset import FEATURES
+from iris_sagemaker.core import evaluation
+from iris_sagemaker.core.dataset import FEATURES
 
 
 def test_parses_json_documents_per_mini_batch_and_jsonlines() -> None:

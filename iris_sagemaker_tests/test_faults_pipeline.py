@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from iris_sagemaker import evaluation
+from iris_sagemaker.core import evaluation
+from iris_sagemaker.core.run_objects import LATEST_KEY, RUNS_PREFIX
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, PREDICTIONS_KEY
+from iris_sagemaker.core.storage import LocalObjectStore
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient
-from iris_sagemaker.run_objects import LATEST_KEY, RUNS_PREFIX
-from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, PREDICTIONS_KEY
-from iris_sagemaker.storage import LocalObjectStore
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW = "IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY"

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, build_input_context, build_output_context
 
+from iris_sagemaker.core.storage import ObjectNotFound
 from iris_sagemaker.dagster_defs.resources import (
     COLUMNS,
     HEADER,
@@ -18,7 +19,6 @@ from iris_sagemaker.dagster_defs.resources import (
     IrisS3IOManager,
     SageMakerResource,
 )
-from iris_sagemaker.storage import ObjectNotFound
 
 TEST_META = {
     KEY: "iris/processed-input-data/test.csv",

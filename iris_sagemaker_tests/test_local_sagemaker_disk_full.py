@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from iris_sagemaker.core.storage import DiskFull
 from iris_sagemaker.local_sagemaker import jobs, knn, transform
-from iris_sagemaker.local_sagemaker.logs import JobLog
+from iris_sagemaker.local_sagemaker.log_files import JobLog
 from iris_sagemaker.local_sagemaker.records import RecordStore
 from iris_sagemaker.local_sagemaker.testing import (
     Lab,
@@ -36,7 +37,6 @@ from iris_sagemaker.local_sagemaker.testing import (
     training_request,
     wait_for,
 )
-from iris_sagemaker.storage import DiskFull
 
 SLOW = jobs.TEST_DELAY_ENV
 

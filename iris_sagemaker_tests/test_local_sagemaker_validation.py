@@ -181,11 +181,11 @@ def test_knn_image_table():
 
 
 def test_the_engine_accepts_the_image_the_spec_builders_send_in_every_region():
-    from iris_sagemaker import images
+    from iris_sagemaker.core import algorithm_images
 
-    for region in images.KNN_REGISTRY_ACCOUNTS:
-        assert is_knn_image(images.knn_image_uri(region), region), region
-    assert not is_knn_image(images.knn_image_uri("us-east-1"), "us-east-2")
+    for region in algorithm_images.KNN_REGISTRY_ACCOUNTS:
+        assert is_knn_image(algorithm_images.knn_image_uri(region), region), region
+    assert not is_knn_image(algorithm_images.knn_image_uri("us-east-1"), "us-east-2")
 
 
 def test_duplicate_training_job_is_resource_in_use(lab, client):

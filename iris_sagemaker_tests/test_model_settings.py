@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance, materialize
 
-from iris_sagemaker import specs
 from iris_sagemaker.airflow_defs import config as airflow_config
-from iris_sagemaker.dagster_defs.definitions import build_definitions
+from iris_sagemaker.core import specs
+from iris_sagemaker.core.settings import Settings, SettingsError
+from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.resources import SageMakerResource
 from iris_sagemaker.local_sagemaker.testing import Lab
-from iris_sagemaker.settings import Settings, SettingsError
 
 TUTORIAL = {"predictor_type": "classifier", "feature_dim": "4", "k": "3", "sample_size": "150"}
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from iris_sagemaker.dagster_defs.definitions import build_definitions
-from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET
+from iris_sagemaker.dagster_defs.code_location import build_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 

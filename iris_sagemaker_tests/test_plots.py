@@ -6,8 +6,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 
-from iris_sagemaker import evaluation, plots
-from iris_sagemaker.dataset import FEATURES
+from iris_sagemaker.core import evaluation
+from iris_sagemaker.core.dataset import FEATURES
+from iris_sagemaker.dagster_defs import plots
 
 SVG = "{http://www.w3.org/2000/svg}"
 

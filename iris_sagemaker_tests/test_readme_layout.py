@@ -11,7 +11,7 @@ PACKAGE = REPO / "iris_sagemaker"
 
 def _layout() -> str:
     readme = (REPO / "README.md").read_text()
-    start = readme.index("\niris_sagemaker/\n")
+    start = readme.index("\niris_sagemaker/ ")
     return readme[start : readme.index("```", start)]
 
 

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 from sagemaker.amazon import common as sdk_common
 from sagemaker.amazon import record_pb2 as sdk_record_pb2
 
-from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, knn_image_uri
+from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS, knn_image_uri
 from iris_sagemaker.local_sagemaker import recordio
 from iris_sagemaker.serve.process import ServerProcess, start_server
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from iris_sagemaker import dataset, sagemaker_steps, specs
+from iris_sagemaker.core import dataset, specs
+from iris_sagemaker.core.settings import TRAIN_KEY, Settings
+from iris_sagemaker.core.storage import LocalObjectStore
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient
-from iris_sagemaker.sagemaker_steps import SageMakerJobError, Waiting
-from iris_sagemaker.settings import TRAIN_KEY, Settings
-from iris_sagemaker.storage import LocalObjectStore
+from iris_sagemaker.steps import job_steps
+from iris_sagemaker.steps.job_steps import SageMakerJobError, Waiting
 
 FAST = Waiting(first=0.01, max_interval=0.1, timeout=60)
 
@@ -34,8 +35,8 @@ def client(settings: Settings) -> LocalSageMakerClient:
 def test_a_retried_step_reuses_its_completed_job(client: LocalSageMakerClient, settings: Settings) -> None:
     logs: list[str] = []
     request = specs.training_job_request(settings, "train-iris-retry")
-    first = sagemaker_steps.run_training_job(client, request, FAST, log=logs.append)
-    second = sagemaker_steps.run_training_job(client, request, FAST, log=logs.append)
+    first = job_steps.run_training_job(client, request, FAST, log=logs.append)
+    second = job_steps.run_training_job(client, request, FAST, log=logs.append)
     assert first["TrainingJobArn"] == second["TrainingJobArn"]
     assert second["TrainingJobStatus"] == "Completed"
     assert any("already exists (a retry of this step)" in line for line in logs)
@@ -49,10 +50,10 @@ def test_a_failed_job_fails_the_step_with_its_reason(
     with pytest.raises(
         SageMakerJobError, match=r"training job train-iris-bad ended Failed: ClientError: .*k"
     ):
-        sagemaker_steps.run_training_job(client, request, FAST, log=lambda _: None)
+        job_steps.run_training_job(client, request, FAST, log=lambda _: None)
     # A retry finds the same failed job and reports the same reason instead of hiding it.
     with pytest.raises(SageMakerJobError, match="ended Failed: ClientError"):
-        sagemaker_steps.run_training_job(client, request, FAST, log=lambda _: None)
+        job_steps.run_training_job(client, request, FAST, log=lambda _: None)
 
 
 def test_a_stopped_job_is_never_a_success(
@@ -63,31 +64,31 @@ def test_a_stopped_job_is_never_a_success(
     client.create_training_job(**request)
     client.stop_training_job(TrainingJobName="train-iris-stopped")
     with pytest.raises(SageMakerJobError, match="training job train-iris-stopped ended Stopped"):
-        sagemaker_steps.run_training_job(client, request, FAST, log=lambda _: None)
+        job_steps.run_training_job(client, request, FAST, log=lambda _: None)
 
 
 def test_waiting_gives_up_after_the_timeout_with_advice() -> None:
     describe = lambda: {"TrainingJobStatus": "InProgress"}  # noqa: E731
     with pytest.raises(SageMakerJobError, match=r"still InProgress after 0 s; it keeps running"):
-        sagemaker_steps.wait_for_status(
+        job_steps.wait_for_status(
             describe, "TrainingJobStatus", "training job", "slow", Waiting(0.01, 0.01, 0.02), lambda _: None
         )
 
 
 def test_timeout_comes_from_max_runtime() -> None:
     waiting = Waiting().for_request({"StoppingCondition": {"MaxRuntimeInSeconds": 100}})
-    assert waiting.timeout == 100 + sagemaker_steps.SETUP_ALLOWANCE_SECONDS
+    assert waiting.timeout == 100 + job_steps.SETUP_ALLOWANCE_SECONDS
     assert Waiting(timeout=5).for_request({"StoppingCondition": {"MaxRuntimeInSeconds": 100}}).timeout == 5
 
 
 def test_model_reuse_requires_the_same_artifact(client: LocalSageMakerClient, settings: Settings) -> None:
-    job = sagemaker_steps.run_training_job(
+    job = job_steps.run_training_job(
         client, specs.training_job_request(settings, "train-iris-m"), FAST, log=lambda _: None
     )
     artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
     request = specs.model_request(settings, "Iris-KNN-m", artifact)
-    first = sagemaker_steps.ensure_model(client, request, log=lambda _: None)
-    again = sagemaker_steps.ensure_model(client, request, log=lambda _: None)
+    first = job_steps.ensure_model(client, request, log=lambda _: None)
+    again = job_steps.ensure_model(client, request, log=lambda _: None)
     assert first["ModelArn"] == again["ModelArn"]
     other_artifact = artifact.replace("train-iris-m", "other")
     store = LocalObjectStore(settings.local_root)
@@ -99,7 +100,7 @@ def test_model_reuse_requires_the_same_artifact(client: LocalSageMakerClient, se
     )
     other = specs.model_request(settings, "Iris-KNN-m", other_artifact)
     with pytest.raises(SageMakerJobError, match="already exists but serves"):
-        sagemaker_steps.ensure_model(client, other, log=lambda _: None)
+        job_steps.ensure_model(client, other, log=lambda _: None)
 
 
 def _transform_description(started: datetime) -> dict:
@@ -115,7 +116,7 @@ def test_missing_transform_output_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(
         SageMakerJobError, match=r"reported Completed but wrote no output at s3://b-1/out/x\.out"
     ):
-        sagemaker_steps.read_transform_output(
+        job_steps.read_transform_output(
             store, "b-1", "out/x.out", _transform_description(datetime.now(UTC))
         )
 
@@ -126,11 +127,11 @@ def test_stale_transform_output_is_an_error(tmp_path: Path) -> None:
     hour_ago = time.time() - 3600
     os.utime(store.path_for("b-1", "out/x.out"), (hour_ago, hour_ago))
     with pytest.raises(SageMakerJobError, match="is an older run's output"):
-        sagemaker_steps.read_transform_output(
+        job_steps.read_transform_output(
             store, "b-1", "out/x.out", _transform_description(datetime.now(UTC))
         )
     fresh = _transform_description(datetime.now(UTC) - timedelta(hours=2))
-    assert sagemaker_steps.read_transform_output(store, "b-1", "out/x.out", fresh) == b"{}"
+    assert job_steps.read_transform_output(store, "b-1", "out/x.out", fresh) == b"{}"
 
 
 class _ScriptedClient:
@@ -151,7 +152,7 @@ def test_each_poll_logs_the_jobs_new_lines_and_status_change_as_one_message(sett
     client = _ScriptedClient(["InProgress", "InProgress", "InProgress", "Completed"])
     new_lines = [["[job] reading"], [], ["[job] index built"], ["[job] wrote model"]]
     logs: list[str] = []
-    sagemaker_steps.run_training_job(
+    job_steps.run_training_job(
         client, request, FAST, log=logs.append, on_poll=lambda: new_lines.pop(0)
     )
     assert logs == [

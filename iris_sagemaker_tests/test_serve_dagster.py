@@ -9,9 +9,9 @@ from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 
-from iris_sagemaker.dagster_defs.definitions import build_definitions
+from iris_sagemaker.core.settings import TEST_KEY
+from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.serve.process import start_server
-from iris_sagemaker.settings import TEST_KEY
 
 from .serve_support import BUCKET, REGION, client
 

@@ -17,12 +17,12 @@ import pytest
 import requests
 from botocore.exceptions import ClientError, WaiterError
 
-from iris_sagemaker import specs
-from iris_sagemaker.job_logs import CloudWatchLogTail
+from iris_sagemaker.core import specs
+from iris_sagemaker.core.settings import PREDICTIONS_KEY, TEST_KEY
 from iris_sagemaker.local_sagemaker.client import ACCOUNT_ID
 from iris_sagemaker.local_sagemaker.testing import iris_like, model_request, to_csv, training_request
 from iris_sagemaker.serve.process import ServerProcess, start_server
-from iris_sagemaker.settings import PREDICTIONS_KEY, TEST_KEY
+from iris_sagemaker.steps.log_tails import CloudWatchLogTail
 
 from .serve_support import BUCKET, REGION, client, tutorial_settings, upload_tutorial_split, variant
 

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from iris_sagemaker import cli
 from iris_sagemaker.local_sagemaker import runtime, validation
-from iris_sagemaker.serve import server, wire
+from iris_sagemaker.serve import lockfile, server, wire
 
 
 def test_timestamps_and_blobs_follow_the_model_both_ways() -> None:
@@ -109,13 +109,13 @@ def test_a_busy_port_or_root_is_a_clear_error(tmp_path, capsys) -> None:
         assert f"port {port} on 127.0.0.1 is already in use" in capsys.readouterr().err
     finally:
         taken.close()
-    with server.root_lock(tmp_path) as lock:
-        server.announce(lock, "http://127.0.0.1:1234")
+    with lockfile.root_lock(tmp_path) as lock:
+        lockfile.announce(lock, "http://127.0.0.1:1234")
         with (
             pytest.raises(
                 server.ServeError, match=r"another iris-sagemaker serve \(pid \d+, http://127.0.0.1:1234\)"
             ),
-            server.root_lock(tmp_path),
+            lockfile.root_lock(tmp_path),
         ):
             pass
     blocked = tmp_path / "file"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from iris_sagemaker.airflow_defs.connection import running_server
-from iris_sagemaker.serve import with_server
+from iris_sagemaker import with_server
+from iris_sagemaker.serve.lockfile import running_server
 
 REPO = Path(__file__).resolve().parents[1]
 WITH_SERVER = [sys.executable, "-m", "iris_sagemaker.cli", "with-server"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from iris_sagemaker import backends
-from iris_sagemaker.settings import LOCAL_ROLE_ARN, Settings, SettingsError
+from iris_sagemaker.core.settings import LOCAL_ROLE_ARN, Settings, SettingsError
+from iris_sagemaker.steps import clients_for_backend
 
 
 def test_defaults_are_the_offline_local_backend() -> None:
@@ -163,7 +163,7 @@ def test_a_refused_s3_endpoint_fails_at_once_naming_the_variable_and_the_url() -
     settings = Settings.from_env({"IRIS_SAGEMAKER_S3_ENDPOINT_URL": url})
     started = time.monotonic()
     with pytest.raises(SettingsError) as raised:
-        backends.check_bucket(backends.make_store(settings), settings)
+        clients_for_backend.check_bucket(clients_for_backend.make_store(settings), settings)
     assert time.monotonic() - started < 5  # not botocore's retries
     assert str(raised.value).startswith(f"IRIS_SAGEMAKER_S3_ENDPOINT_URL={url}: connection refused")
 
@@ -172,7 +172,7 @@ def test_a_refused_sagemaker_endpoint_on_aws_is_named_too() -> None:
     url = _refused_url()
     env = {**AWS, "AWS_ENDPOINT_URL_SAGEMAKER": url}
     with pytest.raises(SettingsError, match=f"AWS_ENDPOINT_URL_SAGEMAKER={url}: connection refused"):
-        backends.check_endpoints(Settings.from_env(env), env)
+        clients_for_backend.check_endpoints(Settings.from_env(env), env)
 
 
 def _report(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from iris_sagemaker import specs
-from iris_sagemaker.settings import Settings
+from iris_sagemaker.core import specs
+from iris_sagemaker.core.settings import Settings
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from iris_sagemaker.startup_heap import FREEZE_ENV, freeze_enabled, freeze_loaded_heap, frozen_heap
+from iris_sagemaker.core.startup_heap import FREEZE_ENV, freeze_enabled, freeze_loaded_heap, frozen_heap
 
 
 @pytest.mark.parametrize("value", ["", "1", "true", "YES", " on "])

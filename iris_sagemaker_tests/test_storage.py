@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iris_sagemaker import storage
-from iris_sagemaker.storage import (
+from iris_sagemaker.core import storage
+from iris_sagemaker.core.storage import (
     LocalObjectStore,
     ObjectNotFound,
     ObjectStoreError,

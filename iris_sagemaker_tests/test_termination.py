@@ -7,7 +7,7 @@ How a termination reaches a step: terminating a run (the UI and the run launcher
 run's process, as a run launcher's termination sends) makes Dagster raise
 ``DagsterExecutionInterruptedError`` inside the step's code: in the run's process with the in-process
 executor, in the step's own process with the multiprocess executor (its parent interrupts its children).
-``sagemaker_steps.stopped_on_termination`` catches it, stops the job, and re-raises it.
+``job_steps.stopped_on_termination`` catches it, stops the job, and re-raises it.
 
 The first tests drive ``sagemaker_steps`` and ``endpoint_steps`` in this process with the embedded engine
 (an interrupt raised where a signal would land: in the wait); the others terminate real Dagster runs in
@@ -32,10 +32,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from iris_sagemaker import endpoint_steps, sagemaker_steps
 from iris_sagemaker.local_sagemaker.jobs import TEST_DELAY_ENV
 from iris_sagemaker.local_sagemaker.testing import Lab, iris_like, to_csv, training_request, transform_request
-from iris_sagemaker.sagemaker_steps import TRAINING_JOB, TRANSFORM_JOB, JobKind, Waiting
+from iris_sagemaker.steps import endpoint_steps, job_steps
+from iris_sagemaker.steps.job_steps import TRAINING_JOB, TRANSFORM_JOB, JobKind, Waiting
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = Waiting(first=0.01, max_interval=0.05, timeout=60.0, stop_timeout=30.0)
@@ -103,7 +103,7 @@ def test_an_interrupt_while_a_step_waits_stops_its_job_and_goes_on(lab: Lab, kin
     describe = getattr(lab.client, kind.describe)
     lines: list[str] = []
     with pytest.raises(Interrupted):  # the termination goes on once the job is stopped
-        sagemaker_steps.run_job(
+        job_steps.run_job(
             lab.client,
             kind,
             request,
@@ -125,7 +125,7 @@ def test_an_error_while_waiting_is_no_termination_and_leaves_the_job_running(lab
         raise ConnectionError("the network went away")
 
     with pytest.raises(ConnectionError):
-        sagemaker_steps.run_job(
+        job_steps.run_job(
             lab.client, TRAINING_JOB, request, FAST, log=lambda _: None, on_poll=broken_poll
         )
     assert lab.describe_training("keep-running")["TrainingJobStatus"] == "InProgress"
@@ -136,7 +136,7 @@ def test_a_job_that_already_ended_is_left_alone(lab: Lab) -> None:
     lines: list[str] = []
     with (
         pytest.raises(Interrupted),
-        sagemaker_steps.stopped_on_termination(lab.client, TRAINING_JOB, "done-before", lines.append),
+        job_steps.stopped_on_termination(lab.client, TRAINING_JOB, "done-before", lines.append),
     ):
         raise Interrupted()  # terminated after its job, e.g. while it read the job's output
     described = lab.describe_training("done-before")
@@ -144,7 +144,7 @@ def test_a_job_that_already_ended_is_left_alone(lab: Lab) -> None:
     assert lines == [
         "the run was terminated: training job done-before already ended Completed; left as it is"
     ]
-    assert sagemaker_steps.stop_job(lab.client, TRAINING_JOB, "never-created", lines.append) is None
+    assert job_steps.stop_job(lab.client, TRAINING_JOB, "never-created", lines.append) is None
     assert lines[-1] == "the run was terminated: training job never-created was not created, nothing to stop"
 
 
@@ -152,11 +152,11 @@ def test_a_stopped_job_fails_the_retry_and_says_who_stopped_it(lab: Lab) -> None
     """A re-execution of a terminated run finds its job Stopped: never a success, never waited for."""
     request = _training(lab, "stopped-then-retried", SLOW_TRAINING)
     lab.client.create_training_job(**request)
-    sagemaker_steps.stop_job(lab.client, TRAINING_JOB, "stopped-then-retried", lambda _: None, 30)
+    job_steps.stop_job(lab.client, TRAINING_JOB, "stopped-then-retried", lambda _: None, 30)
     with pytest.raises(
-        sagemaker_steps.SageMakerJobError, match=r"ended Stopped: it was stopped \(by a terminated run"
+        job_steps.SageMakerJobError, match=r"ended Stopped: it was stopped \(by a terminated run"
     ):
-        sagemaker_steps.run_job(lab.client, TRAINING_JOB, request, FAST, log=lambda _: None)
+        job_steps.run_job(lab.client, TRAINING_JOB, request, FAST, log=lambda _: None)
 
 
 class _StopsSlowly:
@@ -178,7 +178,7 @@ class _StopsSlowly:
 def test_the_wait_for_stopped_is_bounded() -> None:
     client, lines = _StopsSlowly(), []
     start = time.monotonic()
-    assert sagemaker_steps.stop_job(client, TRAINING_JOB, "slow", lines.append, timeout=0.3) == "Stopping"
+    assert job_steps.stop_job(client, TRAINING_JOB, "slow", lines.append, timeout=0.3) == "Stopping"
     assert time.monotonic() - start < 5 and client.stops == 1
     assert (
         lines[-1]
@@ -198,7 +198,7 @@ def test_a_second_interrupt_ends_the_wait_and_keeps_the_first(lab: Lab) -> None:
     client.describe_training_job = describe  # type: ignore[method-assign]
     with (
         pytest.raises(Interrupted),
-        sagemaker_steps.stopped_on_termination(client, TRAINING_JOB, "twice", lines.append, 30),
+        job_steps.stopped_on_termination(client, TRAINING_JOB, "twice", lines.append, 30),
     ):
         raise Interrupted()
     assert client.stops == 1
@@ -466,7 +466,7 @@ def test_terminating_an_aws_run_stops_its_job_over_http(
 
 def retrain_job() -> Any:
     """The schedule's job, reconstructable (for a re-execution in this process)."""
-    from iris_sagemaker.dagster_defs.definitions import build_definitions
+    from iris_sagemaker.dagster_defs.code_location import build_definitions
 
     return build_definitions().resolve_job_def("retrain_iris_knn")
 

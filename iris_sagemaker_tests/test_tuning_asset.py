@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from iris_sagemaker import knn_tuning
-from iris_sagemaker.dagster_defs.definitions import build_definitions
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, Settings, SettingsError
+from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient
-from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, Settings, SettingsError
+from iris_sagemaker.steps import tuning_steps
 
 
 def _materialize():
@@ -51,7 +51,7 @@ def test_a_full_materialization_tunes_k_and_trains_with_it(monkeypatch: pytest.M
     engine = LocalSageMakerClient(root)
     name = tuned["HyperParameterTuningJobName"]
     described = engine.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-    trials = knn_tuning.trials(engine, name)
+    trials = tuning_steps.trials(engine, name)
     best = max(t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for t in trials)
     assert described["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == best
     assert metadata["validation_accuracy"].value == best
@@ -90,14 +90,14 @@ def test_without_tuning_training_keeps_the_tutorials_k() -> None:
 
 def test_the_validation_split_is_carved_per_class_from_training_rows() -> None:
     train = pd.DataFrame({"species": [0] * 10 + [1] * 10 + [2] * 5 + [3], "x": range(26)})
-    carved = knn_tuning.carve_validation(train, seed=1)
+    carved = tuning_steps.carve_validation(train, seed=1)
     assert sorted([*carved.fit["x"], *carved.validation["x"]]) == list(range(26))
     assert carved.validation["species"].value_counts().to_dict() == {0: 2, 1: 2, 2: 1}
     assert 3 in set(carved.fit["species"])  # a class of one row stays where training can see it
-    again = knn_tuning.carve_validation(train, seed=1)
+    again = tuning_steps.carve_validation(train, seed=1)
     assert again.validation.equals(carved.validation)
     with pytest.raises(ValueError, match="IRIS_SAGEMAKER_TUNE=false"):
-        knn_tuning.carve_validation(train.iloc[[0, 10]], seed=1)
+        tuning_steps.carve_validation(train.iloc[[0, 10]], seed=1)
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,7 @@ BUCKET = "{{ var.value.s3_bucket }}"
 DATA_URL = "{{ var.value.get('iris_data_url', '" + DEFAULT_DATA_URL + "') }}"
 
 
-# --- Names: iris_sagemaker.specs and iris_sagemaker.run_objects, copied ---
+# --- Names: iris_sagemaker.core.specs and iris_sagemaker.core.run_objects, copied ---
 
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
@@ -144,7 +144,7 @@ def run_key(run_id, name):
     return f"{RUNS_PREFIX}{run_folder(run_id)}/{RUN_KEYS[name]}"
 
 
-# --- Request bodies: iris_sagemaker.specs' builders, with Jinja where a run differs ---
+# --- Request bodies: iris_sagemaker.core.specs' builders, with Jinja where a run differs ---
 
 TRAINING_CONFIG = {
     "TrainingJobName": "{{ iris_job_names(run_id).training_job }}",
@@ -227,7 +227,7 @@ TRANSFORM_CONFIG = {
 }
 
 
-# --- Scoring: iris_sagemaker.evaluation, copied ---
+# --- Scoring: iris_sagemaker.core.evaluation, copied ---
 
 
 class PredictionsError(ValueError):

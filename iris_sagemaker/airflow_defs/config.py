@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from iris_sagemaker import specs
-from iris_sagemaker.run_objects import ROOT, RUNS_PREFIX, TUTORIAL_KEYS
-from iris_sagemaker.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings, SettingsError
+from iris_sagemaker.core import specs
+from iris_sagemaker.core.run_objects import ROOT, RUNS_PREFIX, TUTORIAL_KEYS
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings, SettingsError
 
 # As in the tutorial: Airflow Variables `s3_bucket` and `role`, connection `aws-sagemaker`.
 BUCKET_VARIABLE = "s3_bucket"
@@ -172,7 +172,7 @@ def deploy_configs(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def macros() -> dict[str, Callable[..., Any]]:
     """The Jinja macros both DAGs register (``user_defined_macros``)."""
-    from iris_sagemaker.run_objects import run_folder
+    from iris_sagemaker.core.run_objects import run_folder
 
     return {
         MACROS_SETTINGS: resolve_settings,

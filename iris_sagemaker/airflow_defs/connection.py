@@ -29,7 +29,8 @@ from typing import Any
 
 import psutil
 
-from iris_sagemaker.settings import Settings
+from iris_sagemaker.core.settings import Settings
+from iris_sagemaker.serve.lockfile import running_server
 
 LOCAL_CREDENTIALS = "local"  # the server accepts any credentials; these are placeholders, not secrets
 _started: dict[Path, Any] = {}
@@ -64,31 +65,6 @@ def is_defined(conn_id: str) -> bool:
 
 class LocalServerError(RuntimeError):
     """No usable local server: the message says which one runs and what to do."""
-
-
-def running_server(root: Path) -> dict[str, Any] | None:
-    """What the ``iris-sagemaker serve`` holding ``root``'s lock wrote of itself (``url``, ``pid``, and
-    ``owner_pid`` when it was started for one process only), or None when no server runs."""
-    import fcntl
-
-    from iris_sagemaker.serve.server import LOCK_FILE
-
-    path = root.expanduser() / "sagemaker" / LOCK_FILE
-    try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:  # held: a server runs
-            try:
-                info = json.loads(handle.read())
-                return info if isinstance(info, dict) and info.get("url") else None
-            except ValueError:
-                return None  # starting: it has not written its URL yet
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return None
 
 
 def _wait_until_free(root: Path, timeout: float = 15.0) -> dict[str, Any] | None:

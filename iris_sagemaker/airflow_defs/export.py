@@ -38,9 +38,9 @@ from pathlib import Path
 from types import FunctionType, ModuleType
 from typing import Any
 
-from iris_sagemaker import dataset, evaluation, run_objects, specs
 from iris_sagemaker.airflow_defs import config
-from iris_sagemaker.settings import DEFAULT_REGION, Settings
+from iris_sagemaker.core import dataset, evaluation, run_objects, specs
+from iris_sagemaker.core.settings import DEFAULT_REGION, Settings
 
 DAG_ID = "sagemaker_pipeline"  # the tutorial's: the file is meant for another deployment
 COMMITTED_COPY = Path("docs/exported_dag/sagemaker_pipeline.py")  # relative to the repository
@@ -270,10 +270,12 @@ def render_dag_file(settings: Settings | None = None) -> str:
     )
     sections = [
         head + "\n" + constants,
-        _section("Names: iris_sagemaker.specs and iris_sagemaker.run_objects, copied", names),
+        _section("Names: iris_sagemaker.core.specs and iris_sagemaker.core.run_objects, copied", names),
         _RUN_KEY,
-        _section("Request bodies: iris_sagemaker.specs' builders, with Jinja where a run differs", requests),
-        _section("Scoring: iris_sagemaker.evaluation, copied", scoring),
+        _section(
+            "Request bodies: iris_sagemaker.core.specs' builders, with Jinja where a run differs", requests
+        ),
+        _section("Scoring: iris_sagemaker.core.evaluation, copied", scoring),
         _DATA,
         dag,
     ]

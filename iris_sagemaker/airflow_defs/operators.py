@@ -50,10 +50,10 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from botocore.exceptions import ClientError, WaiterError
 
-from iris_sagemaker import endpoint_steps, sagemaker_steps
 from iris_sagemaker.airflow_defs import config, connection
 from iris_sagemaker.airflow_defs.triggers import WAIT_TOKEN_KEY, IrisSageMakerTrigger
-from iris_sagemaker.sagemaker_steps import (
+from iris_sagemaker.steps import endpoint_steps, job_steps
+from iris_sagemaker.steps.job_steps import (
     TERMINAL_FAILURES,
     TRAINING_JOB,
     TRANSFORM_JOB,
@@ -81,7 +81,7 @@ def _describe_or_none(describe: Callable[[str], dict[str, Any]], name: str) -> d
     try:
         return describe(name)
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in sagemaker_steps.NOT_FOUND_CODES:
+        if err.response.get("Error", {}).get("Code") in job_steps.NOT_FOUND_CODES:
             return None
         raise
 
@@ -174,10 +174,10 @@ class _JobOperatorMixin(_LocalServerMixin):
             with self._failing_for_good(name):
                 return self._checked(_provider_execute(self.provider, self, context))
         try:
-            action = sagemaker_steps.existing_job_action(self.kind, existing)
+            action = job_steps.existing_job_action(self.kind, existing)
         except SageMakerJobError as err:
             raise _fail(err) from None
-        if action == sagemaker_steps.REUSE:
+        if action == job_steps.REUSE:
             self.log.info("%s %s already exists and is Completed (a retry): reusing it", self.kind.noun, name)
             return self._checked(self.serialize_result(name))
         self.log.info(
@@ -210,7 +210,7 @@ class _JobOperatorMixin(_LocalServerMixin):
             self.log.info("%s: no %s was started by this task", KILLED, self.kind.noun)
             return
         name = self.config[self.kind.name_field]
-        sagemaker_steps.stop_job_quietly(client, self.kind, name, self.log.info, ON_KILL_STOP_TIMEOUT, KILLED)
+        job_steps.stop_job_quietly(client, self.kind, name, self.log.info, ON_KILL_STOP_TIMEOUT, KILLED)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """The trigger's event: "success" (the job is checked to be Completed), "failed" / "stopped" (the
@@ -267,7 +267,7 @@ class _JobOperatorMixin(_LocalServerMixin):
 
     def _checked(self, result: dict[str, Any]) -> dict[str, Any]:
         try:
-            sagemaker_steps.check_completed(self.kind, result[self.result_key])
+            job_steps.check_completed(self.kind, result[self.result_key])
         except SageMakerJobError as err:
             raise _fail(err) from None
         return result
@@ -356,7 +356,7 @@ class IrisModelOperator(_LocalServerMixin, SageMakerModelOperator):
         if existing is None:
             return _provider_execute(SageMakerModelOperator, self, context)
         try:
-            sagemaker_steps.check_same_artifact(existing, self.config)
+            job_steps.check_same_artifact(existing, self.config)
         except SageMakerJobError as err:
             raise _fail(err) from None
         wanted = self.config["PrimaryContainer"]["ModelDataUrl"]

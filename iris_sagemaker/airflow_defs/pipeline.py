@@ -30,8 +30,8 @@ from types import ModuleType
 from typing import Any
 
 from iris_sagemaker.airflow_defs import config
-from iris_sagemaker.sagemaker_steps import DEFAULT_TIMEOUT_SECONDS
-from iris_sagemaker.startup_heap import frozen_heap
+from iris_sagemaker.core.startup_heap import frozen_heap
+from iris_sagemaker.steps.job_steps import DEFAULT_TIMEOUT_SECONDS
 
 try:  # Airflow 3
     from airflow.sdk import DAG, task
@@ -50,7 +50,7 @@ def task_code() -> ModuleType:
     A task's process is short-lived (one task; or one ``airflow dags test``), and what it has loaded
     when a task of ours first runs (Airflow, then pandas and this package) stays until it exits: the
     first call freezes it out of the garbage collector's way, before and after the import
-    (``iris_sagemaker.startup_heap``; ``IRIS_SAGEMAKER_GC_FREEZE=0`` turns it off).
+    (``iris_sagemaker.core.startup_heap``; ``IRIS_SAGEMAKER_GC_FREEZE=0`` turns it off).
     """
     name = "iris_sagemaker.airflow_defs.tasks"
     if name not in sys.modules:

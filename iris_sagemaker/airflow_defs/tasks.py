@@ -20,26 +20,19 @@ from typing import Any
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from iris_sagemaker import (
-    dataset,
-    endpoint_steps,
-    evaluation,
-    knn_tuning,
-    run_objects,
-    sagemaker_steps,
-    specs,
-)
 from iris_sagemaker.airflow_defs.config import resolve_settings
 from iris_sagemaker.airflow_defs.connection import ensure_connection
-from iris_sagemaker.settings import PREDICTIONS_KEY, SCORED_KEY, TEST_KEY, TEST_LABELS_KEY, Settings
-from iris_sagemaker.storage import BucketNotFound, ObjectNotFound, ObjectStore, S3ObjectStore
+from iris_sagemaker.core import dataset, evaluation, run_objects, specs
+from iris_sagemaker.core.settings import PREDICTIONS_KEY, SCORED_KEY, TEST_KEY, TEST_LABELS_KEY, Settings
+from iris_sagemaker.core.storage import BucketNotFound, ObjectNotFound, ObjectStore, S3ObjectStore
+from iris_sagemaker.steps import endpoint_steps, job_steps, tuning_steps
 
 logger = logging.getLogger(__name__)
 
 # The same bar as the Dagster asset check `accuracy_at_least_threshold`.
 ACCURACY_THRESHOLD = evaluation.ACCURACY_THRESHOLD
 
-Log = sagemaker_steps.Log
+Log = job_steps.Log
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,7 @@ def data_prep(settings: Settings, store: ObjectStore, run_id: str, log: Log = lo
     store.put_bytes(bucket, keys.test, dataset.to_sagemaker_csv(parts.test_features))
     tuning = {}
     if settings.tune:  # tune_model's data: carved from the training rows, as knn_tuning_job does
-        data = knn_tuning.write_tuning_data(store, bucket, parts.train, run_id, settings.split_seed)
+        data = tuning_steps.write_tuning_data(store, bucket, parts.train, run_id, settings.split_seed)
         tuning = {"fit_uri": settings.uri(data.fit_key), "validation_uri": settings.uri(data.validation_key)}
     log(
         f"read {len(frame)} rows from {source}; wrote {len(parts.train)} train / {len(parts.test_features)} "
@@ -141,7 +134,7 @@ def score_predictions(
     keys = run_objects.run_keys(run_id)
     description = client.describe_transform_job(TransformJobName=transform_job_name)
     output_key = specs.transform_output_key(keys.test, keys.output_prefix)
-    predicted = sagemaker_steps.read_transform_output(store, bucket, output_key, description)
+    predicted = job_steps.read_transform_output(store, bucket, output_key, description)
     test_csv = store.get_bytes(bucket, keys.test)
     features = pd.read_csv(io.BytesIO(test_csv), header=None, names=dataset.FEATURES)
     labels = pd.read_csv(io.BytesIO(store.get_bytes(bucket, keys.labels)))["true_label"]

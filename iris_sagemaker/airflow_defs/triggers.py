@@ -27,7 +27,7 @@ this very attempt (a restart or a hand-over). What each Airflow line offers:
   (the task's defer timeout) is left alone, as on 3.x: the task fails as timed out and a retry waits for
   the job again.
 
-Stopping: StopTrainingJob / StopTransformJob / StopHyperParameterTuningJob (``sagemaker_steps.stop_job``,
+Stopping: StopTrainingJob / StopTransformJob / StopHyperParameterTuningJob (``job_steps.stop_job``,
 which leaves a job that already ended alone), in a thread so the triggerer's event loop never blocks, and
 a wait of at most :data:`STOP_TIMEOUT` seconds for ``Stopped``. An endpoint the task was creating is
 deleted; an update cannot be cancelled (``endpoint_steps.stop_deployment``).
@@ -45,7 +45,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
-from iris_sagemaker import endpoint_steps, sagemaker_steps
+from iris_sagemaker.steps import endpoint_steps, job_steps
 
 STOP_TIMEOUT = 20.0  # seconds: within Airflow 3's default on_kill_timeout (30 s), reads included
 DEFERRED = "deferred"
@@ -176,9 +176,9 @@ class IrisSageMakerTrigger(SageMakerTrigger):
 
     def _stop(self, why: str) -> None:
         client = self.hook().conn
-        kind = sagemaker_steps.JOB_KINDS.get(self.job_type.lower())
+        kind = job_steps.JOB_KINDS.get(self.job_type.lower())
         if kind is not None:
-            sagemaker_steps.stop_job_quietly(client, kind, self.job_name, self.log.info, STOP_TIMEOUT, why)
+            job_steps.stop_job_quietly(client, kind, self.job_name, self.log.info, STOP_TIMEOUT, why)
         elif self.job_type.lower() == "endpoint" and self.endpoint_action and self.endpoint_config:
             try:
                 endpoint_steps.stop_deployment(

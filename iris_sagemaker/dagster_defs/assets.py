@@ -27,16 +27,22 @@ from dagster import (
 )
 from pydantic import Field
 
-from iris_sagemaker import (
-    dataset,
-    endpoint_steps,
-    evaluation,
-    knn_tuning,
-    plots,
-    run_objects,
-    sagemaker_steps,
-    specs,
+from iris_sagemaker.core import dataset, evaluation, run_objects, specs
+from iris_sagemaker.core.settings import (
+    DEFAULT_K,
+    HYPERPARAMETER_SETTINGS,
+    PREDICTIONS_KEY,
+    RAW_KEY,
+    SCORED_KEY,
+    TEST_KEY,
+    TEST_LABELS_KEY,
+    TRAIN_KEY,
+    Settings,
+    accuracy_threshold_problem,
+    hyperparameter_problem,
 )
+from iris_sagemaker.core.storage import parse_s3_uri
+from iris_sagemaker.dagster_defs import plots
 from iris_sagemaker.dagster_defs.checks import (
     accuracy_at_least_threshold,
     accuracy_result,
@@ -55,20 +61,7 @@ from iris_sagemaker.dagster_defs.resources import (
     run_key_of,
     stored_key,
 )
-from iris_sagemaker.settings import (
-    DEFAULT_K,
-    HYPERPARAMETER_SETTINGS,
-    PREDICTIONS_KEY,
-    RAW_KEY,
-    SCORED_KEY,
-    TEST_KEY,
-    TEST_LABELS_KEY,
-    TRAIN_KEY,
-    Settings,
-    accuracy_threshold_problem,
-    hyperparameter_problem,
-)
-from iris_sagemaker.storage import parse_s3_uri
+from iris_sagemaker.steps import endpoint_steps, job_steps, tuning_steps
 
 GROUP = "iris"
 KINDS = {"sagemaker", "s3"}
@@ -254,19 +247,19 @@ def knn_tuning_job(
             },
         )
     run = run_key(context)
-    data = knn_tuning.write_tuning_data(
+    data = tuning_steps.write_tuning_data(
         sagemaker.get_store(), settings.bucket, train_csv, run, settings.split_seed
     )
     request = specs.tuning_job_request(
         settings, specs.tuning_job_name(run), data.fit_key, data.validation_key
     )
     client = sagemaker.get_client()
-    description = knn_tuning.run_tuning_job(
-        client, request, sagemaker_steps.waiting_for(settings.is_local), log=context.log.info
+    description = tuning_steps.run_tuning_job(
+        client, request, job_steps.waiting_for(settings.is_local), log=context.log.info
     )
-    chosen = knn_tuning.chosen_hyperparameters(description)
+    chosen = tuning_steps.chosen_hyperparameters(description)
     best = description["BestTrainingJob"]
-    table = knn_tuning.trials_table(knn_tuning.trials(client, request["HyperParameterTuningJobName"]))
+    table = tuning_steps.trials_table(tuning_steps.trials(client, request["HyperParameterTuningJobName"]))
     metric = best["FinalHyperParameterTuningJobObjectiveMetric"]
     context.log.info(
         f"tuning chose k = {chosen['k']}: validation {metric['MetricName']} {metric['Value']:.4f} "
@@ -278,7 +271,7 @@ def knn_tuning_job(
             "tuned": True,
             "HyperParameters": chosen,
             "HyperParameterTuningJobName": description["HyperParameterTuningJobName"],
-            "BestTrainingJob": sagemaker_steps.json_safe(best),
+            "BestTrainingJob": job_steps.json_safe(best),
         },
         metadata={
             "tuned": True,
@@ -320,15 +313,15 @@ def knn_training_job(
         settings, job_names(context).training_job, hyperparameters=chosen, train_key=train_key
     )
     tail = sagemaker.job_log_tail("TrainingJob", request["TrainingJobName"])
-    description = sagemaker_steps.run_training_job(
+    description = job_steps.run_training_job(
         sagemaker.get_client(),
         request,
-        sagemaker_steps.waiting_for(settings.is_local),
+        job_steps.waiting_for(settings.is_local),
         log=context.log.info,
         on_poll=tail.poll,
     )
     return Output(
-        sagemaker_steps.json_safe(description),
+        job_steps.json_safe(description),
         metadata={
             "training_job_name": description["TrainingJobName"],
             "training_job_arn": description["TrainingJobArn"],
@@ -363,9 +356,9 @@ def knn_model(
 ) -> Output[dict]:
     artifact = knn_training_job["ModelArtifacts"]["S3ModelArtifacts"]
     request = specs.model_request(sagemaker.settings, job_names(context).model, artifact)
-    description = sagemaker_steps.ensure_model(sagemaker.get_client(), request, log=context.log.info)
+    description = job_steps.ensure_model(sagemaker.get_client(), request, log=context.log.info)
     return Output(
-        sagemaker_steps.json_safe(description),
+        job_steps.json_safe(description),
         metadata={
             "model_name": description["ModelName"],
             "model_arn": description["ModelArn"],
@@ -402,15 +395,15 @@ def test_predictions(
         output_prefix=own.output_prefix,
     )
     tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"])
-    description = sagemaker_steps.run_transform_job(
+    description = job_steps.run_transform_job(
         sagemaker.get_client(),
         request,
-        sagemaker_steps.waiting_for(settings.is_local),
+        job_steps.waiting_for(settings.is_local),
         log=context.log.info,
         on_poll=tail.poll,
     )
     output_key = specs.transform_output_key(test_key, own.output_prefix)
-    predicted = sagemaker_steps.read_transform_output(
+    predicted = job_steps.read_transform_output(
         sagemaker.get_store(), settings.bucket, output_key, description
     )
     table = evaluation.join_predictions(
@@ -560,7 +553,7 @@ def knn_endpoint(
         endpoint_steps.check_still_serving(client, name, config["EndpointConfigName"])
         batch = evaluation.shared_floats(test_predictions["predicted_label"])
         value = {
-            **sagemaker_steps.json_safe(described),
+            **job_steps.json_safe(described),
             "OnlineCheck": {"online": online.predicted, "batch": batch},
         }
         # Published beside the run's other descriptions while this run still holds the endpoint, so

@@ -17,8 +17,8 @@ from dagster import (
     asset_check,
 )
 
-from iris_sagemaker import dataset
-from iris_sagemaker.evaluation import ACCURACY_THRESHOLD
+from iris_sagemaker.core import dataset
+from iris_sagemaker.core.evaluation import ACCURACY_THRESHOLD
 
 raw_iris_schema = AssetCheckSpec(
     "raw_iris_schema",

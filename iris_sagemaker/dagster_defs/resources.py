@@ -18,25 +18,9 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from iris_sagemaker import run_objects, sagemaker_steps
-from iris_sagemaker.backends import (
-    boto3_session,
-    check_bucket,
-    make_logs_client,
-    make_runtime_client,
-    make_sagemaker_client,
-    make_store,
-    uses_s3,
-)
-from iris_sagemaker.job_logs import (
-    ENDPOINT_LOG_GROUP_PREFIX,
-    LOG_GROUPS,
-    CloudWatchLogTail,
-    LocalJobLogTail,
-    LogTail,
-)
-from iris_sagemaker.settings import Settings
-from iris_sagemaker.storage import (
+from iris_sagemaker.core import run_objects
+from iris_sagemaker.core.settings import Settings
+from iris_sagemaker.core.storage import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
@@ -45,6 +29,23 @@ from iris_sagemaker.storage import (
     release_free_memory,
     write_csv,
     write_json,
+)
+from iris_sagemaker.steps import job_steps
+from iris_sagemaker.steps.clients_for_backend import (
+    boto3_session,
+    check_bucket,
+    make_logs_client,
+    make_runtime_client,
+    make_sagemaker_client,
+    make_store,
+    uses_s3,
+)
+from iris_sagemaker.steps.log_tails import (
+    ENDPOINT_LOG_GROUP_PREFIX,
+    LOG_GROUPS,
+    CloudWatchLogTail,
+    LocalJobLogTail,
+    LogTail,
 )
 
 # Asset definition metadata read by the IO manager.
@@ -185,21 +186,21 @@ class SageMakerResource(ConfigurableResource):
 
     @contextlib.contextmanager
     def stopped_on_termination(
-        self, context: Any, kind: sagemaker_steps.JobKind, name: str
+        self, context: Any, kind: job_steps.JobKind, name: str
     ) -> Iterator[None]:
         """Around code that starts and waits for job ``name`` of ``kind`` (a step's own loop, where
-        ``sagemaker_steps.run_job`` does not fit: a tuning job, say): when the run is terminated meanwhile,
+        ``job_steps.run_job`` does not fit: a tuning job, say): when the run is terminated meanwhile,
         stop the job, wait (bounded) for ``Stopped`` and say so in the run log.
 
         How a termination reaches a step: terminating a run (the UI, the run launcher, SIGTERM or SIGINT
         to the run's process) makes Dagster raise ``DagsterExecutionInterruptedError`` in the step's
         code, in the run process (in-process executor) or in the step's own process (multiprocess
-        executor, whose parent interrupts its children); ``sagemaker_steps.stopped_on_termination``
+        executor, whose parent interrupts its children); ``job_steps.stopped_on_termination``
         catches it, stops the job and re-raises it, as dagster-aws's Pipes clients do with
         ``forward_termination``. ``run_job`` (training, transform) does this already.
         """
-        timeout = sagemaker_steps.waiting_for(self.settings.is_local).stop_timeout
-        with sagemaker_steps.stopped_on_termination(self.get_client(), kind, name, context.log.info, timeout):
+        timeout = job_steps.waiting_for(self.settings.is_local).stop_timeout
+        with job_steps.stopped_on_termination(self.get_client(), kind, name, context.log.info, timeout):
             yield
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-from iris_sagemaker.storage import (
+from iris_sagemaker.core.storage import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iris_sagemaker.storage import (
+from iris_sagemaker.core.storage import (
     DiskFull,
     LocalObjectStore,
     ObjectStore,
@@ -38,7 +38,7 @@ from .errors import (
 )
 from .images import is_knn_image, unsupported_image_message
 from .jobs import JobRunner, JobType
-from .logs import log_path, read_lines
+from .log_files import log_path, read_lines
 from .probes import empty_answer, probe_named
 from .records import (
     ENDPOINT_CONFIGS,

@@ -26,7 +26,7 @@ from botocore.validate import ParamValidator
 from .client import ACCOUNT_ID
 from .endpoints import LOG_GROUP_PREFIX
 from .errors import client_error
-from .logs import LogEvent, log_path, read_events
+from .log_files import LogEvent, log_path, read_events
 from .records import ENDPOINTS, TRAINING_JOBS, TRANSFORM_JOBS, RecordStore
 from .shaping import api_response
 from .validation import other_service_model

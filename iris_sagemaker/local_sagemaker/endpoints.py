@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iris_sagemaker.storage import DiskFull, ObjectStore
+from iris_sagemaker.core.storage import DiskFull, ObjectStore
 
 from . import knn
 from .channels import read_model
 from .errors import JobFailure
 from .jobs import discard_thread, owner_alive, registered_thread
-from .logs import JobLog, log_path
+from .log_files import JobLog, log_path
 from .records import ENDPOINT_CONFIGS, ENDPOINTS, MODELS, Record, RecordStore, now, to_json_time
 
 CREATING, IN_SERVICE, UPDATING, FAILED = "Creating", "InService", "Updating", "Failed"

@@ -1,12 +1,12 @@
 """Which images the embedded engine runs: the built-in k-NN image of the client's region.
 
-The table of registry accounts lives in :mod:`iris_sagemaker.images` (one table for the spec builders and
-the engine).
+The table of registry accounts lives in :mod:`iris_sagemaker.core.algorithm_images` (one table for the
+spec builders and the engine).
 """
 
 from __future__ import annotations
 
-from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, knn_image_uri
+from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS, knn_image_uri
 
 __all__ = ["is_knn_image", "knn_image_uri", "unsupported_image_message"]
 

@@ -11,7 +11,7 @@ trusted.
 Stops: ``request_stop`` marks the record ``Stopping``; the worker notices at its next checkpoint (an
 in-process event, or the record itself when the stop came from another process) and ends ``Stopped``.
 
-A full disk (ENOSPC/EDQUOT, :class:`~iris_sagemaker.storage.DiskFull`): a write the program makes (its
+A full disk (ENOSPC/EDQUOT, :class:`~iris_sagemaker.core.storage.DiskFull`): a write the program makes (its
 output, a record update) fails the job with a FailureReason that names the file and says to free space
 under ROOT; progress-log lines are dropped instead (the log reports, it does not decide). The final state
 is saved by temporary file and rename, else in place over the record's reserved padding (see
@@ -41,10 +41,10 @@ from typing import Any
 
 import psutil
 
-from iris_sagemaker.storage import DiskFull, ObjectStore, is_disk_full
+from iris_sagemaker.core.storage import DiskFull, ObjectStore, is_disk_full
 
 from .errors import JobFailure, JobStopped, disk_full_message, validation_error
-from .logs import JobLog, log_path
+from .log_files import JobLog, log_path
 from .records import Record, RecordStore, from_json_time, now, to_json_time
 
 TEST_DELAY_ENV = "IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY"

@@ -49,8 +49,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from iris_sagemaker import knn_hyperparameters
-from iris_sagemaker.knn_hyperparameters import (  # noqa: F401 - the engine's names for them
+from iris_sagemaker.core import knn_hyperparameters
+from iris_sagemaker.core.knn_hyperparameters import (  # noqa: F401 - the engine's names for them
     DEFAULT_MINI_BATCH_SIZE,
     INDEX_METRICS,
     INDEX_TYPES,

@@ -5,7 +5,7 @@ a partial record); creation links the temporary file to its final name, which fa
 taken, so two processes can never both create the same job. Read-modify-write updates hold an
 advisory lock on a per-record lock file, shared by threads and processes alike.
 
-A full disk: every write names the record it meant (:class:`~iris_sagemaker.storage.DiskFull`). A job's
+A full disk: every write names the record it meant (:class:`~iris_sagemaker.core.storage.DiskFull`). A job's
 last write (its final state) must still land when the disk is full, and a new temporary file needs new
 blocks. So every record file ends with :data:`RESERVE_BYTES` of blank padding (JSON ignores trailing
 whitespace): ``update(..., in_place_fallback=True)``, when the temporary file cannot be written, overwrites
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iris_sagemaker.storage import DiskFull, naming_disk_full
+from iris_sagemaker.core.storage import DiskFull, naming_disk_full
 
 try:
     import fcntl

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from botocore.utils import parse_timestamp
 
-from iris_sagemaker.storage import is_disk_full
+from iris_sagemaker.core.storage import is_disk_full
 
 from .errors import disk_full_message, internal_failure, validation_error
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from iris_sagemaker.storage import ObjectStore, S3Uri, release_free_memory
+from iris_sagemaker.core.storage import ObjectStore, S3Uri, release_free_memory
 
 from . import knn, recordio
 from .channels import matched_keys, object_chunks, open_object, source_uri

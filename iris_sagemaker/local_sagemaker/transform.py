@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from iris_sagemaker.storage import ObjectStore, release_free_memory
+from iris_sagemaker.core.storage import ObjectStore, release_free_memory
 
 from . import knn, recordio
 from .channels import matched_keys, object_chunks, object_lines, open_object, read_model, source_uri

@@ -2,8 +2,8 @@
 
 moto implements S3, CloudWatch Logs, IAM, STS, SSM and the rest; this module binds and completes it:
 
-* **S3** is bound to the local bucket folder (:mod:`.local_bucket`) and **CloudWatch Logs** to the
-  engine's log files (:mod:`.local_logs`): one source of truth each, shared with the embedded engine.
+* **S3** is bound to the local bucket folder (:mod:`.s3_over_folder`) and **CloudWatch Logs** to the
+  engine's log files (:mod:`.logs_over_files`): one source of truth each, shared with the embedded engine.
 * **IAM, as clients check it**: ``SimulatePrincipalPolicy`` and ``SimulateCustomPolicy`` (which moto
   lacks) answer ``allowed`` for every action and resource, and ``GetRole`` of a role nobody created
   returns one that trusts ``sagemaker.amazonaws.com``. That is the truth of this server: it has no
@@ -25,12 +25,12 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from iris_sagemaker.core.storage import LocalObjectStore
 from iris_sagemaker.local_sagemaker.validation import other_service_model
-from iris_sagemaker.storage import LocalObjectStore
 
 from . import wire
-from .local_bucket import LocalBucketS3
-from .local_logs import bind_logs
+from .logs_over_files import bind_logs
+from .s3_over_folder import LocalBucketS3
 
 SAGEMAKER_TRUST_POLICY = json.dumps(
     {

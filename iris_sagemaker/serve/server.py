@@ -10,25 +10,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import json
 import os
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from . import sdk_config
+from .lockfile import ServeError, announce, root_lock
 from .process import OWNER_ENV
-
-LOCK_FILE = "serve.lock"
-
-
-class ServeError(Exception):
-    """Why the server cannot start (printed as is, exit status 1)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -67,55 +60,6 @@ def bind(host: str, port: int) -> socket.socket:
         raise ServeError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     sock.set_inheritable(False)
     return sock
-
-
-@contextlib.contextmanager
-def root_lock(root: Path) -> Iterator[IO[str]]:
-    """Hold the root's server lock, or raise ServeError naming the server that holds it."""
-    import fcntl
-
-    folder = root / "sagemaker"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held while serving
-    except OSError as err:
-        raise ServeError(f"cannot use --root {root}: {err.strerror} ({err.filename})") from None
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = _holder(handle.read())
-            raise ServeError(
-                f"another iris-sagemaker serve{holder} already serves --root {root}; stop it first, "
-                "or give this one another --root"
-            ) from None
-        yield handle
-    finally:
-        handle.close()
-
-
-
-
-def announce(handle: IO[str], url: str) -> None:
-    """Write who holds the lock: the pid and URL a second server will name, and, for a server started for
-    one process only (``IRIS_SAGEMAKER_SERVE_OWNER``), that process, whose exit stops it."""
-    handle.seek(0)
-    handle.truncate()
-    info: dict[str, Any] = {"pid": os.getpid(), "url": url}
-    owner = os.environ.get(OWNER_ENV, "").strip()
-    if owner.isdigit():
-        info["owner_pid"] = int(owner)
-    handle.write(json.dumps(info))
-    handle.flush()
-
-
-def _holder(text: str) -> str:
-    try:
-        info: dict[str, Any] = json.loads(text)
-        return f" (pid {int(info['pid'])}, {info['url']})"
-    except (ValueError, KeyError, TypeError):
-        return ""
 
 
 def stop_with_owner() -> None:
@@ -204,7 +148,7 @@ def _hand_back_free_memory() -> None:
     A server thread that handled a 6 MB body, or ran a job, frees it into glibc's per-thread arena, which
     keeps it: left so, the server's RSS would climb with every burst of large requests and jobs though
     nothing stays allocated. A trim costs about a millisecond."""
-    from iris_sagemaker.storage import release_free_memory
+    from iris_sagemaker.core.storage import release_free_memory
 
     while True:
         time.sleep(TRIM_EVERY_S)

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from iris_sagemaker.settings import S3_ENDPOINT_VARIABLE, Settings, SettingsError
-from iris_sagemaker.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from iris_sagemaker.core.settings import S3_ENDPOINT_VARIABLE, Settings, SettingsError
+from iris_sagemaker.core.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 
 
 def boto3_session(settings: Settings) -> Any:

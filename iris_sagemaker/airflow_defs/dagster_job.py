@@ -18,7 +18,7 @@ import os
 import warnings
 from typing import Any
 
-from iris_sagemaker.settings import DEFAULT_LOCAL_ROOT
+from iris_sagemaker.core.settings import DEFAULT_LOCAL_ROOT
 
 JOB_NAME = "sagemaker_pipeline"  # dagster-airflow names the job after the DAG id
 

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from iris_sagemaker.storage import ColumnBuffer, line_count, release_free_memory
+from iris_sagemaker.core.storage import ColumnBuffer, line_count, release_free_memory
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 COLUMNS = [*FEATURES, "species"]

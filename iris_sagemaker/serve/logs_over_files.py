@@ -2,8 +2,8 @@
 
 moto speaks the whole Logs API (groups, streams, events, GetLogEvents tokens, FilterLogEvents paging,
 retention, tags, metric filters, queries, ...). The engine's logs stay where the engine writes them,
-``ROOT/sagemaker/logs/<kind>/<name>.log`` (:mod:`iris_sagemaker.local_sagemaker.logs`), and those files
-stay the one source of truth for them, as the bucket folder is for S3 (:mod:`.local_bucket`):
+``ROOT/sagemaker/logs/<kind>/<name>.log`` (:mod:`iris_sagemaker.local_sagemaker.log_files`), and those files
+stay the one source of truth for them, as the bucket folder is for S3 (:mod:`.s3_over_folder`):
 
 * **before every call** the files are compared with what moto holds (one ``stat`` each): a new file
   becomes its group (``/aws/sagemaker/TrainingJobs``, ``/aws/sagemaker/TransformJobs``,
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_sagemaker.local_sagemaker.cloudwatch import engine_log_files, engine_stream
-from iris_sagemaker.local_sagemaker.logs import read_events
+from iris_sagemaker.local_sagemaker.log_files import read_events
 from iris_sagemaker.local_sagemaker.records import RecordStore
 
 # Backend methods that read or change groups and streams: each sees the files' state first.

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iris_sagemaker import dataset, run_objects, sagemaker_steps, specs
-from iris_sagemaker.sagemaker_steps import TUNING_JOB, Log, OnPoll, Waiting
+from iris_sagemaker.core import dataset, run_objects, specs
+from iris_sagemaker.steps import job_steps
+from iris_sagemaker.steps.job_steps import TUNING_JOB, Log, OnPoll, Waiting
 
 VALIDATION_FRACTION = 0.2
 
@@ -72,7 +73,7 @@ def run_tuning_job(
     client: Any, request: dict[str, Any], waiting: Waiting, log: Log = print, on_poll: OnPoll | None = None
 ) -> dict[str, Any]:
     """The tuning job of ``request``, Completed (a retry finds it: reused, waited for, or failed)."""
-    return sagemaker_steps.run_job(client, TUNING_JOB, request, waiting, log, on_poll)
+    return job_steps.run_job(client, TUNING_JOB, request, waiting, log, on_poll)
 
 
 def trials(client: Any, name: str) -> list[dict[str, Any]]:
@@ -93,7 +94,7 @@ def chosen_hyperparameters(description: dict[str, Any]) -> dict[str, str]:
     """What the best training job was tuned to (``{"k": "7"}``)."""
     best = description.get("BestTrainingJob")
     if not best:
-        raise sagemaker_steps.SageMakerJobError(
+        raise job_steps.SageMakerJobError(
             f"hyperparameter tuning job {description['HyperParameterTuningJobName']} named no best training "
             "job: none of its training jobs gave the objective metric"
         )

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from iris_sagemaker.storage import LocalObjectStore, ObjectStoreError, validate_bucket
+from iris_sagemaker.core.storage import LocalObjectStore, ObjectStoreError, validate_bucket
 
 # A file's (size, mtime_ns) as it was when moto's copy was made from it (or it from moto's).
 Signature = tuple[int, int]

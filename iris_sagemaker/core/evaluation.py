@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from iris_sagemaker.dataset import SPECIES
-from iris_sagemaker.settings import DEFAULT_ACCURACY_THRESHOLD
+from iris_sagemaker.core.dataset import SPECIES
+from iris_sagemaker.core.settings import DEFAULT_ACCURACY_THRESHOLD
 
 # The accuracy the model must reach on the held-out rows (Dagster's blocking check, Airflow's scoring task)
 # by default; IRIS_SAGEMAKER_ACCURACY_THRESHOLD (``Settings.accuracy_threshold``) sets it.

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from iris_sagemaker.settings import (
+from iris_sagemaker.core.settings import (
     OUTPUT_PREFIX,
     PREDICTIONS_KEY,
     RAW_KEY,
@@ -40,7 +40,7 @@ from iris_sagemaker.settings import (
     TEST_LABELS_KEY,
     TRAIN_KEY,
 )
-from iris_sagemaker.storage import ObjectNotFound, ObjectStore, ObjectStoreError
+from iris_sagemaker.core.storage import ObjectNotFound, ObjectStore, ObjectStoreError
 
 ROOT = "iris/"
 RUNS_PREFIX = "iris/runs/"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from iris_sagemaker.images import KNN_REGISTRY_ACCOUNTS, UnknownRegionError, knn_image_uri
-from iris_sagemaker.knn_hyperparameters import HyperparameterError, parse_hyperparameters
+from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS, UnknownRegionError, knn_image_uri
+from iris_sagemaker.core.knn_hyperparameters import HyperparameterError, parse_hyperparameters
 
 BACKENDS = ("local", "aws")
 DEFAULT_REGION = "us-east-2"  # the tutorial's region

@@ -30,8 +30,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from iris_sagemaker import specs
-from iris_sagemaker.sagemaker_steps import (
+from iris_sagemaker.core import specs
+from iris_sagemaker.steps.job_steps import (
     TERMINATED,
     Log,
     OnPoll,
@@ -250,7 +250,7 @@ def endpoint_lock(
     and a lock left by a dead run is removed after ``LOCK_STALE_AFTER`` s. Deploys that do not take the
     lock (another bucket, the console, another tool) are not serialised by it;
     :func:`check_still_serving` still catches them."""
-    from iris_sagemaker import run_objects
+    from iris_sagemaker.core import run_objects
 
     key = endpoint_lock_key(endpoint_name)
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from iris_sagemaker.settings import OUTPUT_PREFIX, TEST_KEY, TRAIN_KEY, Settings
+from iris_sagemaker.core.settings import OUTPUT_PREFIX, TEST_KEY, TRAIN_KEY, Settings
 
 # The tutorial's hyperparameters (SageMaker takes them as strings): those of the default settings;
 # IRIS_SAGEMAKER_K, _SAMPLE_SIZE and _INDEX_METRIC change them (``Settings.hyperparameters``).

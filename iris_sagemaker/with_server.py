@@ -28,8 +28,8 @@ from iris_sagemaker.airflow_defs.config import conn_id
 from iris_sagemaker.airflow_defs.connection import (
     connection_env_var,
     local_connection,
-    running_server,
 )
+from iris_sagemaker.serve.lockfile import running_server
 from iris_sagemaker.serve.process import client_env, start_server
 
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C

@@ -417,7 +417,7 @@ def read_transform_output(store: Any, bucket: str, key: str, description: dict[s
     A job reported Completed without its output (or with only an older run's output in place) fails here
     rather than passing off old predictions as new.
     """
-    from iris_sagemaker.storage import ObjectNotFound
+    from iris_sagemaker.core.storage import ObjectNotFound
 
     name = description["TransformJobName"]
     uri = f"s3://{bucket}/{key}"

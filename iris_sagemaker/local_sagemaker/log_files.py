@@ -8,7 +8,7 @@ reader in another thread or process sees whole lines, and a reader polling with 
 (:func:`read_lines`, :func:`read_events`) gets every line exactly once. A line without the time prefix
 (written by hand, or by an older version) is read whole, stamped with the file's modification time.
 When the disk fills part-way through a line, the part written is cut off again (the next line must not
-continue it) and :class:`~iris_sagemaker.storage.DiskFull` names the log.
+continue it) and :class:`~iris_sagemaker.core.storage.DiskFull` names the log.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from iris_sagemaker.storage import naming_disk_full
+from iris_sagemaker.core.storage import naming_disk_full
 
 from .records import RecordStore
 
