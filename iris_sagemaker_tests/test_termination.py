@@ -9,7 +9,7 @@ run's process, as a run launcher's termination sends) makes Dagster raise
 executor, in the step's own process with the multiprocess executor (its parent interrupts its children).
 ``job_steps.stopped_on_termination`` catches it, stops the job, and re-raises it.
 
-The first tests drive ``sagemaker_steps`` and ``endpoint_steps`` in this process with the embedded engine
+The first tests drive ``job_steps`` and ``endpoint_steps`` in this process with the embedded engine
 (an interrupt raised where a signal would land: in the wait); the others terminate real Dagster runs in
 their own processes: ``dagster job execute`` on the local backend (in-process executor) and on the ``aws``
 backend against ``iris-sagemaker serve`` (multiprocess executor, the aws default), by SIGTERM and SIGINT,

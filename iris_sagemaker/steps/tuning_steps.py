@@ -1,5 +1,5 @@
 """Tuning k for the tutorial (README, "Tune k"): the validation split carved from the training split, the
-tuning job as a step (start or find, wait, stop when terminated: :mod:`.sagemaker_steps`), and reading what
+tuning job as a step (start or find, wait, stop when terminated: :mod:`.job_steps`), and reading what
 it chose. The same for both backends and both orchestrators; request bodies are :mod:`.specs`'.
 
 The held-out test split is never seen by tuning: its trials train on ``fit`` and are scored on
