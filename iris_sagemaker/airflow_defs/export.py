@@ -174,8 +174,14 @@ def assignments(tree: ast.Module) -> dict[str, ast.expr]:
 
 def check(text: str, values: dict[str, Any]) -> None:
     """The file compiles, its lines fit, and its literals are the values (the builders' bodies among them)."""
-    tree = ast.parse(text)
-    compile(tree, COMMITTED_COPY.name, "exec")
+    try:
+        tree = ast.parse(text)
+        compile(tree, COMMITTED_COPY.name, "exec")
+    except SyntaxError as err:
+        raise ExportError(
+            f"the exported DAG does not compile, line {err.lineno}: {err.msg} (the rules at the top of "
+            f"{PORTABLE.name} say what the module copied into it may not hold)"
+        ) from None
     long = [n for n, line in enumerate(text.splitlines(), 1) if len(line) > LINE_LIMIT]
     if long:
         raise ExportError(f"exported DAG lines {long} are longer than {LINE_LIMIT} characters")
