@@ -1,9 +1,10 @@
 """``iris-sagemaker export-airflow-dag``: the self-contained DAG file for other Airflow deployments.
 
-It imports only Airflow, the Amazon provider, pandas, requests and the standard library; it parses on
-this venv's Airflow line; its macros name runs, its split and its scoring are ours; its rendered bodies
-equal the assets' requests; it runs offline against ``iris-sagemaker serve``; the committed copy
-(docs/exported_dag/) is current.
+It imports only Airflow, the Amazon provider, pandas, requests and the standard library; it is its
+template with core/portable.py copied in verbatim and the values written as literals, and ruff passes it;
+it parses on this venv's Airflow line; its macros name runs, its split and its scoring are ours; its
+rendered bodies equal the assets' requests; it runs offline against ``iris-sagemaker serve``; the
+committed copy (docs/exported_dag/) is current.
 
 Runs in .venv (Airflow 2.11) and .venv-airflow3 (Airflow 3.x); the tests that need Airflow skip where it
 is absent.
@@ -32,8 +33,8 @@ import pytest
 
 import iris_sagemaker
 from iris_sagemaker import cli
-from iris_sagemaker.airflow_defs import export
-from iris_sagemaker.core import dataset, evaluation, run_objects, specs
+from iris_sagemaker.airflow_defs import export, exported_dag_values
+from iris_sagemaker.core import dataset, evaluation, portable, run_objects, specs
 from iris_sagemaker.core.settings import PREDICTIONS_KEY, Settings
 from iris_sagemaker_tests.airflow_support import (
     REPO,
@@ -89,7 +90,7 @@ def _committed_copies() -> list[Path]:
         for name in files:
             if name.endswith(".py"):
                 with open(os.path.join(folder, name), "rb") as file:
-                    if export.MARKER.encode() in file.read(2000):
+                    if file.readline().startswith(f"# {export.MARKER}".encode()):
                         found.append(Path(folder, name))
     return sorted(found)
 
@@ -128,11 +129,12 @@ def test_the_file_imports_only_airflow_the_provider_pandas_requests_and_the_stan
 def test_the_bodies_are_literals_of_the_builders_bodies() -> None:
     """No names, calls or f-strings in the request bodies: dict literals a reader can check."""
     tree = ast.parse(export.render_dag_file())
-    bodies = export.request_bodies(export.export_settings())
+    bodies = exported_dag_values.request_bodies(export.export_settings())
     values = export.assignments(tree)
-    for kind, name in export.CONFIG_NAMES.items():
-        assert ast.literal_eval(values[name]) == bodies[kind]
-    training = bodies["training"]
+    assert set(bodies) == {"TRAINING_CONFIG", "MODEL_CONFIG", "TRANSFORM_CONFIG"}
+    for name, body in bodies.items():
+        assert ast.literal_eval(values[name]) == body
+    training = bodies["TRAINING_CONFIG"]
     assert training["RoleArn"] == "{{ var.value.role }}"
     assert training["OutputDataConfig"]["S3OutputPath"] == "s3://{{ var.value.s3_bucket }}/iris/results"
     assert training["TrainingJobName"] == "{{ iris_job_names(run_id).training_job }}"
@@ -142,11 +144,96 @@ def test_another_region_exports_its_image_and_passes_ruff(tmp_path: Path) -> Non
     text = export.render_dag_file(export.export_settings("eu-west-1"))
     assert text.count('"438346466558.dkr.ecr.eu-west-1.amazonaws.com/knn:1"') == 2
     assert 'REGION = "eu-west-1"' in text and "us-east-2" not in text
+    _ruff(text, str(export.COMMITTED_COPY))
+
+
+def _outside_regions(text: str) -> list[str]:
+    """The lines of a template or an export outside its regions (``# >>> name`` ... ``# <<< name``)."""
+    kept, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("# <<< "):
+            inside = False
+        if not inside:
+            kept.append(line)
+        if line.startswith("# >>> "):
+            inside = True
+    return kept
+
+
+def test_the_file_is_its_template_with_the_portable_module_verbatim_and_the_values_as_literals() -> None:
+    text = export.render_dag_file()
+    template = export.TEMPLATE.read_text(encoding="utf-8")
+    assert text.startswith(export.HEADER)
+    assert _outside_regions(text[len(export.HEADER) :]) == _outside_regions(template)
+    portable_source = export.PORTABLE.read_text(encoding="utf-8")
+    start = text.index("# >>> portable")
+    region = text[text.index("\n", start) + 1 : text.index("# <<< portable")]
+    assert region == portable_source  # byte for byte
+    start = text.index("# >>> values")
+    values = ast.parse(text[text.index("\n", start) + 1 : text.index("# <<< values")])
+    expected = exported_dag_values.dag_values(export.export_settings())
+    written = export.assignments(values)
+    assert len(written) == len(values.body)  # nothing but assignments
+    assert {name: ast.literal_eval(node) for name, node in written.items()} == {
+        name: expected[name] for name in written
+    }
+    used = ast.parse(template).body  # the names the template's values region imports, all written
+    imported = {a.name for n in used if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert set(written) == imported & set(expected)
+
+
+def test_the_core_uses_the_helpers_the_file_copies() -> None:
+    """One source: what the export copies is what specs, run_objects, evaluation and dataset run."""
+    assert specs.job_names is portable.job_names and specs.JobNames is portable.JobNames
+    assert run_objects.run_folder is portable.run_folder
+    assert evaluation.parse_predictions is portable.parse_predictions
+    assert evaluation.join_predictions is portable.join_predictions
+    assert evaluation.PredictionsError is portable.PredictionsError
+    assert (dataset.LABELS, dataset.SPECIES) == (portable.LABELS, portable.SPECIES)
+    assert dataset.LABELS is portable.LABELS and dataset.FEATURES is portable.FEATURES
+
+
+def test_the_values_module_holds_the_default_exports_values() -> None:
+    """In this repository the template imports these names: it then runs as the default export does."""
+    for name, value in exported_dag_values.dag_values(export.export_settings()).items():
+        assert getattr(exported_dag_values, name) == value, name
+
+
+_TEMPLATE = export.TEMPLATE.read_text(encoding="utf-8") if export.TEMPLATE.exists() else ""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("# <<< portable\n", "", "expected one region '# >>> portable' ... '# <<< portable', found 1 start"),
+        ("    run_folder,\n)", "    run_folder,\n    split_iris,\n)", "uses split_iris, which portable.py"),
+        ("    TRANSFORM_CONFIG,\n)", "    TRANSFORM_CONFIG,\n    ROLE_ARN,\n)", "imports ROLE_ARN, which"),
+        ("\n# <<< values", "\nX = 1\n# <<< values", "may only import names (from ... import A, B)"),
+        ("\nlog = ", "\njob_names = None\nlog = ", "both define job_names: in the exported file one"),
+    ],
+)
+def test_a_broken_template_is_a_clear_error(old: str, new: str, message: str) -> None:
+    assert _TEMPLATE.count(old) == 1
+    values = exported_dag_values.dag_values(export.export_settings())
+    portable_source = export.PORTABLE.read_text(encoding="utf-8")
+    with pytest.raises(export.ExportError, match=re.escape(message)):
+        export.fill(_TEMPLATE.replace(old, new), portable_source, values)
+
+
+def test_a_portable_module_the_file_cannot_hold_is_a_clear_error() -> None:
+    values = exported_dag_values.dag_values(export.export_settings())
+    portable_source = "from __future__ import annotations\n" + export.PORTABLE.read_text(encoding="utf-8")
+    text = export.fill(_TEMPLATE, portable_source, values)
+    with pytest.raises(export.ExportError, match=r"the exported DAG does not compile, line .*portable\.py"):
+        export.check(text, values)
+
+
+def _ruff(text: str, filename: str) -> None:
     ruff = Path(sys.executable).parent / "ruff"
     if not ruff.exists():
         pytest.skip("ruff is not installed in this venv (make test runs `ruff check .` in .venv)")
     done = subprocess.run(
-        [str(ruff), "check", "--stdin-filename", str(export.COMMITTED_COPY), "-"],
+        [str(ruff), "check", "--stdin-filename", filename, "-"],
         input=text,
         cwd=REPO,
         capture_output=True,
@@ -154,6 +241,11 @@ def test_another_region_exports_its_image_and_passes_ruff(tmp_path: Path) -> Non
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_passes_the_template_and_the_file() -> None:
+    _ruff(export.TEMPLATE.read_text(encoding="utf-8"), str(export.TEMPLATE.relative_to(REPO)))
+    _ruff(export.render_dag_file(), str(export.COMMITTED_COPY))
 
 
 def test_the_command_writes_stdout_or_a_whole_file(
@@ -257,6 +349,18 @@ def test_parsing_the_file_loads_neither_iris_sagemaker_nor_pandas(exported_file:
     loaded = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert "iris_sagemaker" not in loaded
     assert "pandas" not in loaded  # imported by the tasks, when they run
+
+
+def test_the_template_runs_in_this_repository_as_the_file_does(exported: dict[str, Any]) -> None:
+    """The template is a DAG file here too (its regions import what the export writes): the same tasks,
+    operator configs and macros."""
+    template = runpy.run_path(str(export.TEMPLATE), run_name="template_sagemaker_pipeline")
+    ours, theirs = template["dag"], exported["dag"]
+    assert chain(ours) == chain(theirs) == TASK_IDS
+    for task_id in TASK_IDS[1:4]:
+        assert ours.get_task(task_id).config == theirs.get_task(task_id).config
+    assert set(ours.user_defined_macros) == set(theirs.user_defined_macros)
+    assert ours.doc_md == theirs.doc_md
 
 
 @pytest.mark.parametrize("run_id", RUN_IDS)

@@ -25,17 +25,18 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
+# The columns and the tutorial's encoding (portable: the exported DAG copies that module).
+from iris_sagemaker.core.portable import COLUMNS as COLUMNS
+from iris_sagemaker.core.portable import FEATURES as FEATURES
+from iris_sagemaker.core.portable import LABELS as LABELS
+from iris_sagemaker.core.portable import SPECIES as SPECIES
 from iris_sagemaker.core.storage import ColumnBuffer, line_count, release_free_memory
 
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-COLUMNS = [*FEATURES, "species"]
-# The tutorial's encoding.
-LABELS = {"Iris-virginica": 0, "Iris-versicolor": 1, "Iris-setosa": 2}
 MIN_ROWS_PER_SPECIES = 5  # fewer cannot reliably land in both the train and the test split
 PARSE_CHUNK_BYTES = 4 << 20  # whole lines parsed at a time
 PARSE_ROWS = 1 << 16  # rows of a stored table parsed at a time
 _SPECIES_DTYPE = pd.CategoricalDtype(sorted(LABELS))
-SPECIES = {code: name for name, code in LABELS.items()}
+TRAIN_FRACTION = 0.7  # the tutorial's 70/30 split
 PACKAGED_SOURCE = "package:iris_sagemaker/data/iris.data"
 HTTP_TIMEOUT_SECONDS = 30.0
 
@@ -333,7 +334,7 @@ def encode(frame: pd.DataFrame) -> pd.DataFrame:
     return encoded
 
 
-def split(frame: pd.DataFrame, seed: int, train_fraction: float = 0.7) -> IrisSplit:
+def split(frame: pd.DataFrame, seed: int, train_fraction: float = TRAIN_FRACTION) -> IrisSplit:
     """Shuffle with a seeded generator and cut at ``int(train_fraction * rows)``, as the tutorial does.
 
     The shuffle is the one ``encode(frame).sample(frac=1, random_state=RandomState(seed))`` makes (the
@@ -376,7 +377,9 @@ def _rows(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
 
 
 def split_stored(
-    open_table: Callable[[], AbstractContextManager[IO[bytes]]], seed: int, train_fraction: float = 0.7
+    open_table: Callable[[], AbstractContextManager[IO[bytes]]],
+    seed: int,
+    train_fraction: float = TRAIN_FRACTION,
 ) -> IrisSplit:
     """:func:`split` of the table as the IO manager stores it (CSV, a header, the five columns), without
     holding the table: one read counts its rows, so that the same shuffle can be drawn; a second read

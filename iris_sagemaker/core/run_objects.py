@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import threading
 import time
@@ -31,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from iris_sagemaker.core.portable import run_folder  # portable: the exported DAG copies it
 from iris_sagemaker.core.settings import (
     OUTPUT_PREFIX,
     PREDICTIONS_KEY,
@@ -47,20 +47,10 @@ RUNS_PREFIX = "iris/runs/"
 LATEST_KEY = "iris/latest-run.json"
 LOCK_KEY = "iris/.publish-lock"
 DESCRIPTIONS_PREFIX = "iris/dagster/"  # the Dagster assets' JSON descriptions (DescribeModel, ...)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class PublishError(RuntimeError):
     """Publishing could not take its lock; the message says who holds it and what to do."""
-
-
-def run_folder(run: str) -> str:
-    """The folder name of a run id: S3- and file-name-safe characters only (Airflow's run ids hold ``:``
-    and ``+``)."""
-    folder = _UNSAFE.sub("-", run).strip("-.")
-    if not folder:
-        raise ValueError(f"run id {run!r} has no letters or digits to name its folder with")
-    return folder
 
 
 def scoped(key: str, run: str) -> str:

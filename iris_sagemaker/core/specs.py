@@ -7,52 +7,21 @@ these builders, and the local engine receives the same bodies SageMaker would.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
+# The names of one run's jobs (portable: the exported DAG copies that module).
+from iris_sagemaker.core.portable import JobNames as JobNames
+from iris_sagemaker.core.portable import job_names as job_names
+from iris_sagemaker.core.portable import sagemaker_name
 from iris_sagemaker.core.settings import OUTPUT_PREFIX, TEST_KEY, TRAIN_KEY, Settings
 
 # The tutorial's hyperparameters (SageMaker takes them as strings): those of the default settings;
 # IRIS_SAGEMAKER_K, _SAMPLE_SIZE and _INDEX_METRIC change them (``Settings.hyperparameters``).
 DEFAULT_HYPERPARAMETERS: dict[str, str] = Settings().hyperparameters()
 MAX_RUNTIME_SECONDS = 6000
-_NAME_MAX = 63
-_INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
-
-
-@dataclass(frozen=True)
-class JobNames:
-    training_job: str
-    model: str
-    transform_job: str
-
-
-def sagemaker_name(prefix: str, run_key: str, limit: int = _NAME_MAX) -> str:
-    """A valid SageMaker resource name (``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``) from a prefix and a key.
-
-    Characters SageMaker refuses become '-', and an over-long key keeps its end (the distinctive part of
-    timestamps and run ids).
-    """
-    key = _INVALID_NAME_CHARS.sub("-", run_key).strip("-")
-    if not key:
-        raise ValueError(f"run key {run_key!r} has no letters or digits to name a SageMaker job with")
-    room = limit - len(prefix) - 1
-    return f"{prefix}-{key[-room:].lstrip('-')}"
-
-
 def endpoint_config_name(run_key: str) -> str:
     """The endpoint config of one run (the endpoint's own name is stable: ``Settings.endpoint_name``)."""
     return sagemaker_name("iris-knn-config", run_key)
-
-
-def job_names(run_key: str) -> JobNames:
-    """Deterministic names for one run: the tutorial's prefixes plus a per-run key."""
-    return JobNames(
-        training_job=sagemaker_name("train-iris", run_key),
-        model=sagemaker_name("Iris-KNN", run_key),
-        transform_job=sagemaker_name("test-knn", run_key),
-    )
 
 
 def training_job_request(
