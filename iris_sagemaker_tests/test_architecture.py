@@ -22,7 +22,8 @@ MAY_IMPORT = {
     "dagster_defs": {"core", "steps", "dagster_defs"},
     "airflow_defs": {"core", "steps", "serve", "airflow_defs"},
 }
-# Third-party packages a layer must not import: no orchestrator below the adapters, no web stack outside serve.
+# Third-party packages a layer must not import: no orchestrator below the adapters, no web stack outside
+# serve.
 ORCHESTRATORS = {"dagster", "dagster_aws", "dagster_airflow", "dagster_shared", "airflow"}
 WEB_STACK = {"moto", "uvicorn", "starlette", "a2wsgi", "flask", "werkzeug"}
 MAY_NOT_IMPORT = {
@@ -142,7 +143,8 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
             if name.startswith("iris_sagemaker."):
                 target = layer(_resolve(name))
                 if target not in MAY_IMPORT[own]:
-                    wrong.append(f"{MODULES[module].relative_to(REPO)}:{line} ({own}) imports {name} ({target})")
+                    where = MODULES[module].relative_to(REPO)
+                    wrong.append(f"{where}:{line} ({own}) imports {name} ({target})")
             else:
                 top = name.split(".")[0]
                 if top in MAY_NOT_IMPORT[own] and top not in BRIDGES.get(module, set()):
@@ -158,7 +160,8 @@ def test_no_module_imports_itself_back() -> None:
 def test_no_folder_imports_itself_back() -> None:
     folders: dict[str, set[str]] = {}
     for module, targets in internal_edges().items():
-        folders.setdefault(layer(module), set()).update(layer(t) for t in targets if layer(t) != layer(module))
+        own = layer(module)
+        folders.setdefault(own, set()).update(layer(t) for t in targets if layer(t) != own)
     found = cycles(folders)
     assert not found, "import cycles between folders: " + "; ".join(" <-> ".join(c) for c in found)
 
