@@ -11,13 +11,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS
-from iris_sagemaker.core.settings import DEFAULT_LOCAL_ROOT, DEFAULT_REGION, SettingsError, region_problem
+from iris_sagemaker.core.settings import (
+    DEFAULT_LOCAL_ROOT,
+    DEFAULT_REGION,
+    SettingsError,
+    local_root_from_env,
+    region_from_env,
+    region_problem,
+)
 
 DEFAULT_PORT = 8734
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
@@ -41,19 +47,9 @@ def _region(text: str) -> str:
     return text
 
 
-def env_region() -> tuple[str, str]:
-    """The region the environment names, and the variable naming it (``AWS_REGION`` when neither does)."""
-    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value, variable
-    return DEFAULT_REGION, "AWS_REGION"
-
-
 def parser() -> argparse.ArgumentParser:
-    env = os.environ
-    root = Path(env.get("IRIS_SAGEMAKER_LOCAL_ROOT") or DEFAULT_LOCAL_ROOT).expanduser()
-    region, _ = env_region()
+    root = local_root_from_env()  # the settings' own defaults (core.settings)
+    region, _ = region_from_env()
     top = argparse.ArgumentParser(prog="iris-sagemaker", description="The iris-sagemaker tools.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
@@ -157,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 def checked_env_region() -> str:
     """The environment's region (``AWS_REGION``, ``AWS_DEFAULT_REGION``), or SettingsError naming the
     variable when the engine has no k-NN image for it."""
-    region, variable = env_region()
+    region, variable = region_from_env()
     problem = region_problem(variable, region, image_setting=False)
     if problem:
         raise SettingsError(problem)

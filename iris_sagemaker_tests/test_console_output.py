@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from iris_sagemaker.core.settings import SettingsError
 from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.console import RUN_CONFIG
 
@@ -103,3 +104,9 @@ def test_a_settings_error_is_its_lines_once(monkeypatch, capsys, verbose: str) -
     printed = capsys.readouterr().err
     assert printed.count("IRIS_SAGEMAKER_K='0': Invalid hyperparameter k='0'") == 1, printed
     assert "Traceback" not in printed
+
+
+def test_a_verbose_value_that_is_not_yes_or_no_stops_the_run_naming_it(monkeypatch) -> None:
+    monkeypatch.setenv("IRIS_SAGEMAKER_VERBOSE", "sometimes")
+    with pytest.raises(SettingsError, match=r"IRIS_SAGEMAKER_VERBOSE='sometimes' is not true or false"):
+        _materialize()

@@ -11,6 +11,7 @@ import pytest
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
 
+from iris_sagemaker.core.settings import CACHE_DIR_VARIABLE
 from iris_sagemaker.local_sagemaker import client as client_module
 from iris_sagemaker.local_sagemaker import service_model as sm
 from iris_sagemaker.local_sagemaker.testing import training_request, transform_request
@@ -143,6 +144,6 @@ def test_a_cache_folder_that_cannot_be_written_only_costs_the_full_parse(
 
 
 def test_the_cache_folder_follows_the_environment(tmp_path: Path) -> None:
-    assert sm.default_cache_dir({sm.CACHE_DIR_ENV: str(tmp_path)}) == tmp_path
+    assert sm.default_cache_dir({CACHE_DIR_VARIABLE: str(tmp_path)}) == tmp_path
     assert sm.default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "iris-sagemaker"
     assert sm.default_cache_dir({}) == Path("~/.cache/iris-sagemaker").expanduser()

@@ -26,7 +26,9 @@ def test_freezing_can_be_turned_off(value: str) -> None:
 
 
 def test_a_value_that_is_not_yes_or_no_names_the_variable() -> None:
-    with pytest.raises(ValueError, match=r"IRIS_SAGEMAKER_GC_FREEZE='maybe' is not a yes/no value; set it"):
+    words = r"\(yes/no words: 1, true, yes, on or 0, false, no, off\)"
+    expected = rf"IRIS_SAGEMAKER_GC_FREEZE='maybe' is not true or false {words}; set it to 1"
+    with pytest.raises(ValueError, match=expected):
         freeze_enabled({FREEZE_ENV: "maybe"})
 
 
@@ -51,7 +53,7 @@ def test_loading_the_definitions_freezes_what_was_loaded() -> None:
 def test_a_bad_switch_stops_the_code_location_from_loading_with_the_reason() -> None:
     failed = _frozen_after_loading_definitions("sometimes")
     assert failed.returncode != 0
-    assert "IRIS_SAGEMAKER_GC_FREEZE='sometimes' is not a yes/no value" in failed.stderr
+    assert "IRIS_SAGEMAKER_GC_FREEZE='sometimes' is not true or false" in failed.stderr
 
 
 def test_a_frozen_block_freezes_what_was_loaded_before_it_and_what_it_loaded() -> None:

@@ -39,11 +39,14 @@ import psutil
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
+from iris_sagemaker.core.settings import CHROMIUM_VARIABLE, REQUIRE_BROWSER_VARIABLE, env_bool, env_text
+
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-CHROMIUM = Path(os.environ.get("IRIS_SAGEMAKER_CHROMIUM", "/usr/bin/chromium"))
-# Read at import: the suite's autouse fixture clears IRIS_SAGEMAKER_* before each test runs.
-REQUIRE_BROWSER = os.environ.get("IRIS_SAGEMAKER_REQUIRE_BROWSER", "").strip() not in ("", "0")
+CHROMIUM = Path(env_text(CHROMIUM_VARIABLE) or "/usr/bin/chromium")
+# Read at import: the suite's autouse fixture clears IRIS_SAGEMAKER_* before each test runs. A yes/no
+# value (core.settings' words; make test sets 1, or 0 with REQUIRE_BROWSER=0).
+REQUIRE_BROWSER = env_bool(REQUIRE_BROWSER_VARIABLE, False)
 
 ASSETS = (
     "raw_iris",

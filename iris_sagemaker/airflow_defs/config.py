@@ -8,24 +8,35 @@ provider's operators (thin subclasses) in ``operators``; the local server behind
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from iris_sagemaker.core import specs
 from iris_sagemaker.core.run_objects import ROOT, RUNS_PREFIX, TUTORIAL_KEYS
-from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, LOCAL_ROLE_ARN, Settings, SettingsError
+from iris_sagemaker.core.settings import (
+    AIRFLOW_CHECK_INTERVAL_VARIABLE,
+    AIRFLOW_CONN_ID_VARIABLE,
+    AIRFLOW_DEFERRABLE_HOW,
+    AIRFLOW_DEFERRABLE_VARIABLE,
+    DEFAULT_CHECK_INTERVAL,  # noqa: F401 - export.py reads it from here
+    DEFAULT_CONN_ID,
+    DEFAULT_LOCAL_BUCKET,
+    LOCAL_ROLE_ARN,
+    Settings,
+    check_interval_from_env,
+    env_bool,
+    env_text,
+)
 
 # As in the tutorial: Airflow Variables `s3_bucket` and `role`, connection `aws-sagemaker`.
 BUCKET_VARIABLE = "s3_bucket"
 ROLE_VARIABLE = "role"
-DEFAULT_CONN_ID = "aws-sagemaker"
-CONN_ID_ENV = "IRIS_SAGEMAKER_AIRFLOW_CONN_ID"
-DEFERRABLE_ENV = "IRIS_SAGEMAKER_AIRFLOW_DEFERRABLE"
-CHECK_INTERVAL_ENV = "IRIS_SAGEMAKER_AIRFLOW_CHECK_INTERVAL"
-DEFAULT_CHECK_INTERVAL = 30  # seconds, the provider's default (aws: jobs take minutes)
-LOCAL_CHECK_INTERVAL = 1  # seconds: the embedded engine's jobs take about a second
+# The connection, deferral and poll interval are settings (core.settings; README, "Run with Airflow");
+# the exported DAG file reads the latter two by these names.
+CONN_ID_ENV = AIRFLOW_CONN_ID_VARIABLE
+DEFERRABLE_ENV = AIRFLOW_DEFERRABLE_VARIABLE
+CHECK_INTERVAL_ENV = AIRFLOW_CHECK_INTERVAL_VARIABLE
 # Jinja used by both modes; the macros are registered on the DAG (user_defined_macros).
 MACROS_SETTINGS = "iris_settings"
 MACROS_JOB_NAMES = "iris_job_names"
@@ -87,27 +98,18 @@ def templated_settings(settings: Settings) -> Settings:
 
 
 def conn_id() -> str:
-    return os.environ.get(CONN_ID_ENV, "").strip() or DEFAULT_CONN_ID
+    """The Airflow connection for S3 and SageMaker (``Settings.airflow_conn_id``)."""
+    return env_text(CONN_ID_ENV) or DEFAULT_CONN_ID
 
 
 def deferrable_default() -> bool:
-    value = os.environ.get(DEFERRABLE_ENV, "").strip().lower() or "true"
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise SettingsError(f"{DEFERRABLE_ENV}={value!r} is not a boolean; use true or false")
-    return value in ("true", "1", "yes")
+    """Whether the provider operators wait in the triggerer (``Settings.airflow_deferrable``)."""
+    return env_bool(DEFERRABLE_ENV, True, how=AIRFLOW_DEFERRABLE_HOW)
 
 
 def check_interval(is_local: bool = False) -> int:
-    """Seconds between the provider operators' status polls."""
-    default = LOCAL_CHECK_INTERVAL if is_local else DEFAULT_CHECK_INTERVAL
-    text = os.environ.get(CHECK_INTERVAL_ENV, "").strip() or str(default)
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise SettingsError(f"{CHECK_INTERVAL_ENV}={text!r} is not a positive number of seconds")
-    return value
+    """Seconds between the provider operators' status polls (``Settings.check_interval``)."""
+    return check_interval_from_env(is_local)
 
 
 def job_names(run_id: str) -> specs.JobNames:

@@ -18,7 +18,7 @@ import os
 import warnings
 from typing import Any
 
-from iris_sagemaker.core.settings import DEFAULT_LOCAL_ROOT
+from iris_sagemaker.core.settings import local_root_from_env
 
 JOB_NAME = "sagemaker_pipeline"  # dagster-airflow names the job after the DAG id
 
@@ -108,8 +108,7 @@ def airflow_job() -> Any:
     # Importing Airflow writes $AIRFLOW_HOME/airflow.cfg; without a deployment's AIRFLOW_HOME keep it in
     # the project's local folder instead of creating ~/airflow. dagster-airflow points AIRFLOW_HOME at
     # its ephemeral database when a run starts.
-    local_root = os.environ.get("IRIS_SAGEMAKER_LOCAL_ROOT", "").strip() or DEFAULT_LOCAL_ROOT
-    os.environ.setdefault("AIRFLOW_HOME", os.path.join(os.path.expanduser(local_root), "airflow"))
+    os.environ.setdefault("AIRFLOW_HOME", str(local_root_from_env() / "airflow"))
     # Airflow 2 warns, at each import of its metrics loggers (once per task here), that timers publish in
     # seconds unless timer_unit_consistency is on; Airflow 3's behaviour, and nothing reads them here.
     os.environ.setdefault("AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY", "True")

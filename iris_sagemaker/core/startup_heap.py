@@ -20,26 +20,16 @@ Who calls it:
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-FREEZE_ENV = "IRIS_SAGEMAKER_GC_FREEZE"
-_ON = ("", "1", "true", "yes", "on")
-_OFF = ("0", "false", "no", "off")
+from iris_sagemaker.core.settings import GC_FREEZE_HOW, env_bool
+from iris_sagemaker.core.settings import GC_FREEZE_VARIABLE as FREEZE_ENV
 
 
 def freeze_enabled(env: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    value = env.get(FREEZE_ENV, "").strip().lower()
-    if value in _ON:
-        return True
-    if value in _OFF:
-        return False
-    raise ValueError(
-        f"{FREEZE_ENV}={env[FREEZE_ENV]!r} is not a yes/no value; set it to 1 (the default: freeze the "
-        "loaded objects) or 0 (leave the garbage collector as it is)"
-    )
+    """``IRIS_SAGEMAKER_GC_FREEZE`` (a yes/no setting, default on; a bad value: SettingsError naming it)."""
+    return env_bool(FREEZE_ENV, True, env, GC_FREEZE_HOW)
 
 
 def freeze_loaded_heap(env: Mapping[str, str] | None = None) -> bool:

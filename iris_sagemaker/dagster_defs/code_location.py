@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
+from iris_sagemaker.core.settings import executor_from_env
 from iris_sagemaker.dagster_defs.assets import (
     knn_endpoint,
     knn_model,
@@ -24,18 +23,10 @@ EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_exe
 
 
 def executor_for_environment() -> object:
-    """In-process on the local backend (the steps are a chain; a process per step only costs start-up).
-
-    ``IRIS_SAGEMAKER_EXECUTOR`` (in_process | multiprocess) overrides; the aws backend defaults to
-    multiprocess.
-    """
-    backend = os.environ.get("IRIS_SAGEMAKER_BACKEND", "local").strip().lower() or "local"
-    name = os.environ.get("IRIS_SAGEMAKER_EXECUTOR", "").strip() or (
-        "in_process" if backend == "local" else "multiprocess"
-    )
-    if name not in EXECUTORS:
-        raise ValueError(f"IRIS_SAGEMAKER_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]
+    """In-process on the local backend (the steps are a chain; a process per step only costs start-up),
+    multiprocess on aws; ``IRIS_SAGEMAKER_EXECUTOR`` (in_process | multiprocess) overrides
+    (``Settings.executor_name``). A bad value stops the definitions from loading, naming it."""
+    return EXECUTORS[executor_from_env()]
 
 
 def build_definitions() -> Definitions:

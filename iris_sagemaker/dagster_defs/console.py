@@ -13,20 +13,20 @@ trace. Warnings and errors logged by the code are printed whole, as they come.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any, TextIO
 
 from dagster import Field, InitLoggerContext, colored_console_logger, logger
 
-VERBOSE_VARIABLE = "IRIS_SAGEMAKER_VERBOSE"
+from iris_sagemaker.core.settings import VERBOSE_HOW, VERBOSE_VARIABLE, env_bool
+
 HEADLINE_MAX = 160  # longer lines (lists of keys, say) do not make a step's line
 RUN_CONFIG = {"loggers": {"console": {}}}  # what `make run` passes (--config-json)
-_TRUE = ("1", "true", "yes", "on")
 
 
 def verbose() -> bool:
-    return os.environ.get(VERBOSE_VARIABLE, "").strip().lower() in _TRUE
+    """``IRIS_SAGEMAKER_VERBOSE`` (a yes/no setting; a bad value fails the run's logger, naming it)."""
+    return env_bool(VERBOSE_VARIABLE, False, how=VERBOSE_HOW)
 
 
 class _RunState:

@@ -19,7 +19,7 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 
 from iris_sagemaker.core import run_objects
-from iris_sagemaker.core.settings import Settings
+from iris_sagemaker.core.settings import RUN_FIELDS, Settings
 from iris_sagemaker.core.storage import (
     ObjectNotFound,
     ObjectStore,
@@ -57,9 +57,13 @@ LABEL_KEY = "iris_sagemaker/label_key"  # ... and where it is stored
 
 
 class SageMakerResource(ConfigurableResource):
-    """The configured backend. Unset fields come from the environment (``IRIS_SAGEMAKER_*``, ``AWS_*``)."""
+    """The configured backend. Unset fields come from the environment (``IRIS_SAGEMAKER_*``, ``AWS_*``)
+    through ``Settings.from_env``: a field for each setting a run reads (``core.settings.RUN_FIELDS``),
+    plus ``region`` and ``profile``."""
 
-    backend: str | None = Field(default=None, description="'local' (default) or 'aws'")
+    backend: str | None = Field(
+        default=None, description="'local' (default) or 'aws' (IRIS_SAGEMAKER_BACKEND)"
+    )
     bucket: str | None = Field(default=None, description="S3 bucket (IRIS_SAGEMAKER_BUCKET)")
     role_arn: str | None = Field(
         default=None, description="SageMaker execution role (IRIS_SAGEMAKER_ROLE_ARN)"
@@ -68,9 +72,28 @@ class SageMakerResource(ConfigurableResource):
     local_root: str | None = Field(
         default=None, description="local backend folder (IRIS_SAGEMAKER_LOCAL_ROOT)"
     )
-    endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO/moto/LocalStack")
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for MinIO/moto/LocalStack (IRIS_SAGEMAKER_S3_ENDPOINT_URL)"
+    )
     profile: str | None = Field(default=None, description="AWS profile name")
-    split_seed: int | None = Field(default=None, description="seed of the train/test split")
+    split_seed: int | None = Field(
+        default=None, description="seed of the train/test split (IRIS_SAGEMAKER_SPLIT_SEED), default 42"
+    )
+    data_url: str | None = Field(
+        default=None,
+        description="http(s):// or file:// source of UCI-format Iris CSV (IRIS_SAGEMAKER_DATA_URL); "
+        "default: the copy shipped in the package",
+    )
+    instance_type: str | None = Field(
+        default=None,
+        description="instance type for training and transform (IRIS_SAGEMAKER_INSTANCE_TYPE), default "
+        "ml.m5.large",
+    )
+    knn_image: str | None = Field(
+        default=None,
+        description="the training/inference image (IRIS_SAGEMAKER_KNN_IMAGE); default: the built-in k-NN "
+        "image of the region",
+    )
     deploy_endpoint: bool | None = Field(
         default=None,
         description="deploy knn_endpoint (IRIS_SAGEMAKER_DEPLOY_ENDPOINT); default: yes on the local "
@@ -120,26 +143,9 @@ class SageMakerResource(ConfigurableResource):
 
     @cached_property
     def settings(self) -> Settings:
-        return Settings.from_env(
-            backend=self.backend,
-            bucket=self.bucket,
-            role_arn=self.role_arn,
-            region=self.region,
-            local_root=self.local_root,
-            endpoint_url=self.endpoint_url,
-            profile=self.profile,
-            split_seed=self.split_seed,
-            deploy_endpoint=self.deploy_endpoint,
-            endpoint_name=self.endpoint_name,
-            tune=self.tune,
-            tuning_jobs=self.tuning_jobs,
-            tuning_parallel=self.tuning_parallel,
-            tuning_strategy=self.tuning_strategy,
-            k=self.k,
-            sample_size=self.sample_size,
-            index_metric=self.index_metric,
-            accuracy_threshold=self.accuracy_threshold,
-        )
+        """The environment's settings with this resource's configured fields over them."""
+        fields = (*RUN_FIELDS, "region", "profile")
+        return Settings.from_env(**{name: getattr(self, name) for name in fields})
 
     def setup_for_execution(self, context: Any) -> None:
         """Fail fast: bad settings or a missing bucket stop the step before any job starts."""

@@ -41,13 +41,13 @@ from typing import Any
 
 import psutil
 
+from iris_sagemaker.core.settings import TEST_WORKER_DELAY_VARIABLE as TEST_DELAY_ENV
 from iris_sagemaker.core.storage import DiskFull, ObjectStore, is_disk_full
 
 from .errors import JobFailure, JobStopped, disk_full_message, validation_error
 from .log_files import JobLog, log_path
 from .records import Record, RecordStore, from_json_time, now, to_json_time
 
-TEST_DELAY_ENV = "IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY"
 _DISK_STOP_POLL_S = 0.25
 _ACTIVE = ("InProgress", "Stopping")
 _log = logging.getLogger(__name__)

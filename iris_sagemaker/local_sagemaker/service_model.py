@@ -24,10 +24,11 @@ from typing import Any
 import botocore
 from botocore.loaders import Loader
 
+from iris_sagemaker.core.settings import default_cache_dir as settings_cache_dir
+
 SERVICE = "sagemaker"
 TYPE_NAME = "service-2"
 CACHE_FILE = "sagemaker-service-model.json"
-CACHE_DIR_ENV = "IRIS_SAGEMAKER_CACHE_DIR"
 OPERATIONS = (
     "CreateTrainingJob",
     "DescribeTrainingJob",
@@ -65,12 +66,9 @@ _log = logging.getLogger(__name__)
 
 
 def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``IRIS_SAGEMAKER_CACHE_DIR``, else ``$XDG_CACHE_HOME/iris-sagemaker``, else ``~/.cache/...``."""
-    env = os.environ if env is None else env
-    if env.get(CACHE_DIR_ENV, "").strip():
-        return Path(env[CACHE_DIR_ENV].strip()).expanduser()
-    base = env.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
-    return Path(base).expanduser() / "iris-sagemaker"
+    """``IRIS_SAGEMAKER_CACHE_DIR``, else ``$XDG_CACHE_HOME/iris-sagemaker``, else ``~/.cache/...``
+    (``Settings.cache_dir``)."""
+    return settings_cache_dir(env)
 
 
 def load_model_data(cache_dir: Path | None = None, loader: Loader | None = None) -> dict[str, Any]:

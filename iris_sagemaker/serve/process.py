@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OWNER_ENV = "IRIS_SAGEMAKER_SERVE_OWNER"  # serve.server reads it (not imported: that pulls in uvicorn)
+from iris_sagemaker.core.settings import SERVE_OWNER_VARIABLE as OWNER_ENV  # internal (README)
+
 _EXPORT = re.compile(r"^export ([A-Z_]+)=(\S+)$")
 _LAST_EXPORT = "SAGEMAKER_USER_CONFIG_OVERRIDE"  # the ready banner's last line
 
