@@ -413,6 +413,33 @@ def test_the_files_parser_rejects_what_ours_rejects(exported: dict[str, Any]) ->
             exported["parse_iris"](data, "t")
 
 
+@pytest.mark.parametrize(("value", "deferrable"), [(None, True), ("On", True), ("no", False), ("0", False)])
+def test_the_files_deferrable_switch_takes_the_packages_yes_no_words(
+    exported_file: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, deferrable: bool
+) -> None:
+    require_airflow()
+    from iris_sagemaker.airflow_defs.config import DEFERRABLE_ENV, deferrable_default
+
+    if value is None:
+        monkeypatch.delenv(DEFERRABLE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DEFERRABLE_ENV, value)
+    namespace = runpy.run_path(str(exported_file), run_name="exported_deferrable_probe")
+    assert namespace["DEFERRABLE"] is deferrable is deferrable_default()
+
+
+def test_a_bad_deferrable_value_stops_the_file_with_the_variable_named(
+    exported_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_airflow()
+    from iris_sagemaker.airflow_defs.config import DEFERRABLE_ENV
+
+    monkeypatch.setenv(DEFERRABLE_ENV, "sometimes")
+    message = rf"{DEFERRABLE_ENV}='sometimes' is not true or false \(yes/no words"
+    with pytest.raises(ValueError, match=message):
+        runpy.run_path(str(exported_file), run_name="exported_deferrable_probe")
+
+
 def test_the_files_scoring_equals_evaluation(exported: dict[str, Any]) -> None:
     source, data = dataset.read_source(None)
     parts = dataset.split(dataset.parse_iris(data, source), seed=42)

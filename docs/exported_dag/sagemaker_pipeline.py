@@ -78,6 +78,27 @@ COLUMNS = [*FEATURES, "species"]
 LABELS = {"Iris-virginica": 0, "Iris-versicolor": 1, "Iris-setosa": 2}
 SPECIES = {code: name for name, code in LABELS.items()}
 
+# Yes/no values, in every setting of the package and of the exported DAG: these words, in any case.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+class YesNoError(ValueError):
+    """A yes/no variable holds something else; the message names the variable, its value and the words."""
+
+
+def parse_yes_no(variable: str, text: str | None, default: bool) -> bool:
+    """``text`` (the value of ``variable``) as a yes/no value: one of ``TRUE_WORDS`` or ``FALSE_WORDS``,
+    any case; ``default`` when unset or blank; else YesNoError naming the variable and the value."""
+    word = (text or "").strip()
+    if not word:
+        return default
+    if word.lower() in TRUE_WORDS + FALSE_WORDS:
+        return word.lower() in TRUE_WORDS
+    words = f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
+    raise YesNoError(f"{variable}={word!r} is not true or false (yes/no words: {words})")
+
+
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
 _UNSAFE_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -311,7 +332,7 @@ log = logging.getLogger(__name__)
 # Seconds between job status polls, and whether to wait in the triggerer (the tutorial's deferrable
 # operators), read from the environment when the file is parsed.
 CHECK_INTERVAL = int(os.environ.get(CHECK_INTERVAL_ENV, str(DEFAULT_CHECK_INTERVAL)))
-DEFERRABLE = os.environ.get(DEFERRABLE_ENV, "true").strip().lower() in ("true", "1", "yes")
+DEFERRABLE = parse_yes_no(DEFERRABLE_ENV, os.environ.get(DEFERRABLE_ENV), True)
 # The Iris source, rendered when a task runs: the Variable DATA_URL_VARIABLE, else the tutorial's.
 DATA_URL = "{{ var.value.get('" + DATA_URL_VARIABLE + "', '" + DEFAULT_DATA_URL + "') }}"
 

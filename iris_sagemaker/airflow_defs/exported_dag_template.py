@@ -61,6 +61,7 @@ from iris_sagemaker.core.portable import (
     job_names,
     join_predictions,
     parse_predictions,
+    parse_yes_no,
     run_folder,
 )
 
@@ -98,7 +99,7 @@ log = logging.getLogger(__name__)
 # Seconds between job status polls, and whether to wait in the triggerer (the tutorial's deferrable
 # operators), read from the environment when the file is parsed.
 CHECK_INTERVAL = int(os.environ.get(CHECK_INTERVAL_ENV, str(DEFAULT_CHECK_INTERVAL)))
-DEFERRABLE = os.environ.get(DEFERRABLE_ENV, "true").strip().lower() in ("true", "1", "yes")
+DEFERRABLE = parse_yes_no(DEFERRABLE_ENV, os.environ.get(DEFERRABLE_ENV), True)
 # The Iris source, rendered when a task runs: the Variable DATA_URL_VARIABLE, else the tutorial's.
 DATA_URL = "{{ var.value.get('" + DATA_URL_VARIABLE + "', '" + DEFAULT_DATA_URL + "') }}"
 

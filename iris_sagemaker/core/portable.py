@@ -23,6 +23,27 @@ COLUMNS = [*FEATURES, "species"]
 LABELS = {"Iris-virginica": 0, "Iris-versicolor": 1, "Iris-setosa": 2}
 SPECIES = {code: name for name, code in LABELS.items()}
 
+# Yes/no values, in every setting of the package and of the exported DAG: these words, in any case.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+class YesNoError(ValueError):
+    """A yes/no variable holds something else; the message names the variable, its value and the words."""
+
+
+def parse_yes_no(variable: str, text: str | None, default: bool) -> bool:
+    """``text`` (the value of ``variable``) as a yes/no value: one of ``TRUE_WORDS`` or ``FALSE_WORDS``,
+    any case; ``default`` when unset or blank; else YesNoError naming the variable and the value."""
+    word = (text or "").strip()
+    if not word:
+        return default
+    if word.lower() in TRUE_WORDS + FALSE_WORDS:
+        return word.lower() in TRUE_WORDS
+    words = f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
+    raise YesNoError(f"{variable}={word!r} is not true or false (yes/no words: {words})")
+
+
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
 _UNSAFE_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

@@ -11,7 +11,8 @@ Every ``IRIS_SAGEMAKER_*`` variable is named here, once, and read here, once (RE
   their names live here; the module that uses one reads it.
 
 Dagster resources and Airflow Variables may override the settings, but nothing requires a code edit to
-move from the local backend to AWS. Yes/no values take one set of words (``TRUE_WORDS``, ``FALSE_WORDS``).
+move from the local backend to AWS. Yes/no values take one set of words (``portable.TRUE_WORDS``,
+``portable.FALSE_WORDS``), in the exported DAG too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS, UnknownRegionError, knn_image_uri
 from iris_sagemaker.core.knn_hyperparameters import HyperparameterError, parse_hyperparameters
+from iris_sagemaker.core.portable import YesNoError, parse_yes_no
 
 # --- the environment variables -------------------------------------------------------------------
 # The user's settings (README, "Settings (environment variables)").
@@ -132,8 +134,6 @@ DEFAULT_CONN_ID = "aws-sagemaker"  # the tutorial's Airflow connection (S3 and S
 DEFAULT_CHECK_INTERVAL = 30  # seconds between Airflow's status polls on aws (jobs take minutes)
 LOCAL_CHECK_INTERVAL = 1  # ... and on the local backend (the embedded engine's jobs take about a second)
 # The yes/no words every boolean setting takes (any case, surrounding blanks ignored).
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
 
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
@@ -420,18 +420,12 @@ def env_text(variable: str, env: Mapping[str, str] | None = None) -> str | None:
 
 def parse_bool(variable: str, text: str | None, default: bool, how: str = "") -> bool:
     """``text`` (the value of ``variable``) as a yes/no value: one of ``TRUE_WORDS`` or ``FALSE_WORDS``,
-    any case; ``default`` when unset or blank; else SettingsError naming the variable and the value."""
-    word = (text or "").strip()
-    if not word:
-        return default
-    if word.lower() in TRUE_WORDS + FALSE_WORDS:
-        return word.lower() in TRUE_WORDS
-    raise SettingsError(bool_problem(variable, word, how))
-
-
-def bool_problem(variable: str, text: str, how: str = "") -> str:
-    words = f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
-    return f"{variable}={text!r} is not true or false (yes/no words: {words})" + (f"; {how}" if how else "")
+    any case; ``default`` when unset or blank; else SettingsError naming the variable and the value (the
+    parser the exported DAG uses too, :func:`~iris_sagemaker.core.portable.parse_yes_no`)."""
+    try:
+        return parse_yes_no(variable, text, default)
+    except YesNoError as err:
+        raise SettingsError(f"{err}; {how}" if how else str(err)) from None
 
 
 def env_bool(variable: str, default: bool, env: Mapping[str, str] | None = None, how: str = "") -> bool:
