@@ -1,6 +1,6 @@
 # Two commands for users: `make run` and `make test`. Both install into .venv exactly the versions in uv.lock,
 # and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run` installs what running needs
-# (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second venv for
+# (Dagster and its `dg` CLI, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second venv for
 # Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is installed from PyPI into
 # .tools/ the first time: no curl installer, nothing global.
 #
