@@ -1,8 +1,8 @@
 # Two commands for users: `make run` and `make test`. Both install into .venv exactly the versions in uv.lock,
 # and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run` installs what running needs
-# (Dagster and its `dg` CLI, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second venv for
-# Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is installed from PyPI into
-# .tools/ the first time: no curl installer, nothing global.
+# (Dagster and its `dg` CLI, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second
+# venv for Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is installed from
+# PyPI into .tools/ the first time: no curl installer, nothing global.
 #
 # Python: the newest of SUPPORTED_PYTHONS found on PATH as python3.X (one that runs: a pyenv shim for a
 # version pyenv does not provide is skipped); `make run PYTHON=python3.12` (or a path) picks one. uv.lock
