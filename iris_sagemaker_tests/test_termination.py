@@ -325,6 +325,12 @@ def _dagster_home(tmp_path: Path) -> Path:
         "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
         "  class: DefaultRunCoordinator\n"
     )
+    # Its storage created here, once, as the Makefile does: processes that start together on a new home
+    # otherwise race to create it ("table alembic_version already exists").
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 
