@@ -1,8 +1,8 @@
 # Two commands for users: `make run` and `make test`. Both install into .venv exactly the versions in uv.lock,
 # and reinstall only when pyproject.toml, setup.py or uv.lock changed. `make run` installs what running needs
-# (Dagster, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second venv for
-# Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is installed from PyPI into
-# .tools/ the first time: no curl installer, nothing global.
+# (Dagster and its `dg` CLI, dagster-aws, the server); `make test` adds Airflow, moto, the test tools, a second
+# venv for Airflow 3, and two for the SageMaker Python SDK (v3 and v2). uv (pinned below) is installed from
+# PyPI into .tools/ the first time: no curl installer, nothing global.
 #
 # Python: the newest of SUPPORTED_PYTHONS found on PATH as python3.X (one that runs: a pyenv shim for a
 # version pyenv does not provide is skipped); `make run PYTHON=python3.12` (or a path) picks one. uv.lock
@@ -115,7 +115,8 @@ $(DAGSTER_HOME)/dagster.yaml:
 	$(BIN)/dagster instance migrate >/dev/null || { rm -f $@; exit 1; }
 
 # A line per step (iris_sagemaker/dagster_defs/console.py); IRIS_SAGEMAKER_VERBOSE=1 prints the full event log.
-# -W: the CLI's own notice that `asset materialize` is superseded by `dg launch` (not installed here).
+# The design card's command. `.venv/bin/dg launch --assets '*'` does the same with Dagster's own log; -W drops
+# the notice the `dagster` CLI prints on every call, that `asset materialize` is superseded by `dg launch`.
 run: install-run $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -W ignore::FutureWarning:click.core -m dagster asset materialize -m iris_sagemaker \
 	  --select '*' --config-json '{"loggers": {"console": {}}}'
@@ -135,8 +136,11 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: lock-check install airflow3-test sdk-test $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
+# `dg check defs`: the code location loads as Dagster's `dg` CLI loads it ([tool.dg] in pyproject.toml).
+test: lock-check install airflow3-test sdk-test $(DAGSTER_HOME)/dagster.yaml \
+  $(if $(filter 1,$(REQUIRE_BROWSER)),$(CHROMIUM))
 	$(BIN)/ruff check .
+	$(BIN)/dg check defs
 	IRIS_SAGEMAKER_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
 	@$(MAKE) --no-print-directory core-test
 

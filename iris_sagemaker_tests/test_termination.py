@@ -325,6 +325,12 @@ def _dagster_home(tmp_path: Path) -> Path:
         "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
         "  class: DefaultRunCoordinator\n"
     )
+    # Its storage created here, once, as the Makefile does: processes that start together on a new home
+    # otherwise race to create it ("table alembic_version already exists").
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 
@@ -339,7 +345,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _start_run(env: dict[str, str]) -> subprocess.Popen[str]:
-    """``dagster job execute`` of the schedule's job (all assets), in its own process group."""
+    """``dagster job execute`` of the retrain job (all assets), in its own process group."""
     dagster = str(Path(sys.executable).parent / "dagster")
     return subprocess.Popen(
         [dagster, "job", "execute", "-m", "iris_sagemaker", "-j", "retrain_iris_knn"],
@@ -465,7 +471,7 @@ def test_terminating_an_aws_run_stops_its_job_over_http(
 
 
 def retrain_job() -> Any:
-    """The schedule's job, reconstructable (for a re-execution in this process)."""
+    """The retrain job, reconstructable (for a re-execution in this process)."""
     from iris_sagemaker.dagster_defs.code_location import build_definitions
 
     return build_definitions().resolve_job_def("retrain_iris_knn")

@@ -14,10 +14,15 @@ from iris_sagemaker.dagster_defs.assets import (
     split_iris,
     test_predictions,
 )
+from iris_sagemaker.dagster_defs.automation import (
+    retrain_iris_knn,
+    retrain_on_new_data,
+    retrain_weekly,
+    with_weekly_retrain,
+)
 from iris_sagemaker.dagster_defs.checks import online_matches_batch
 from iris_sagemaker.dagster_defs.console import step_lines_console
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
-from iris_sagemaker.dagster_defs.schedules import retrain_iris_knn, weekly_retrain
 
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
 
@@ -32,18 +37,20 @@ def executor_for_environment() -> object:
 def build_definitions() -> Definitions:
     backend = SageMakerResource()
     return Definitions(
-        assets=[
-            raw_iris,
-            split_iris,
-            knn_tuning_job,
-            knn_training_job,
-            knn_model,
-            test_predictions,
-            knn_endpoint,
-        ],
+        assets=with_weekly_retrain(
+            [
+                raw_iris,
+                split_iris,
+                knn_tuning_job,
+                knn_training_job,
+                knn_model,
+                test_predictions,
+                knn_endpoint,
+            ]
+        ),
         asset_checks=[online_matches_batch],
         jobs=[retrain_iris_knn],
-        schedules=[weekly_retrain],
+        sensors=[retrain_weekly, retrain_on_new_data],
         resources={"sagemaker": backend, "io_manager": IrisS3IOManager(backend=backend)},
         executor=executor_for_environment(),
         # Used when the run config names it (`make run`); other runs keep Dagster's default console log.
