@@ -63,6 +63,11 @@ def run_folder(run: str) -> str:
     return folder
 
 
+def run_prefix(run: str) -> str:
+    """The run's own folder, without the trailing '/': ``iris/runs/<run>``."""
+    return f"{RUNS_PREFIX}{run_folder(run)}"
+
+
 def scoped(key: str, run: str) -> str:
     """The run's own copy of a tutorial key: ``iris/X`` -> ``iris/runs/<run>/X``."""
     if not key.startswith(ROOT) or key.startswith(RUNS_PREFIX):
