@@ -286,7 +286,7 @@ import time
 
 turns = os.environ.get("ENDPOINT_TURNS_DIR")
 if turns:  # the run holding the endpoint keeps it until the other run has arrived at it and waits
-    from iris_sagemaker import endpoint_steps
+    from iris_sagemaker.steps import endpoint_steps
 
     real_lock, real_invoke = endpoint_steps.endpoint_lock, endpoint_steps.invoke_rows
     mine = os.path.join(turns, f"arrived-{os.getpid()}")

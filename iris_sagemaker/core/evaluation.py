@@ -58,3 +58,15 @@ def confusion_markdown(confusion: pd.DataFrame) -> str:
         for index, row in zip(confusion.index, confusion.to_numpy(), strict=True)
     ]
     return "\n".join([header, rule, *rows])
+
+
+def below_threshold(accuracy: float, rows: int, threshold: float, kept_in: str) -> str | None:
+    """Why a scored run is not published (its accuracy is below ``threshold``; ``kept_in``: where its
+    objects stay), or None when it passes and publishes. The same words for Dagster's warning and
+    Airflow's failed task."""
+    if accuracy >= threshold:
+        return None
+    return (
+        f"accuracy {accuracy:.4f} on {rows} test rows is below {threshold}; the run's objects stay in "
+        f"{kept_in}/ and are not published"
+    )

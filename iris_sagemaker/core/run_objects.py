@@ -53,11 +53,16 @@ class PublishError(RuntimeError):
     """Publishing could not take its lock; the message says who holds it and what to do."""
 
 
+def run_prefix(run: str) -> str:
+    """The run's own folder, without the trailing '/': ``iris/runs/<run>``."""
+    return f"{RUNS_PREFIX}{run_folder(run)}"
+
+
 def scoped(key: str, run: str) -> str:
     """The run's own copy of a tutorial key: ``iris/X`` -> ``iris/runs/<run>/X``."""
     if not key.startswith(ROOT) or key.startswith(RUNS_PREFIX):
         raise ValueError(f"{key!r} is not one of the tutorial's keys (under {ROOT!r})")
-    return f"{RUNS_PREFIX}{run_folder(run)}/{key[len(ROOT):]}"
+    return f"{run_prefix(run)}/{key[len(ROOT):]}"
 
 
 def published(key: str) -> str:

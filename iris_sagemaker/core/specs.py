@@ -165,6 +165,30 @@ def transform_output_key(input_key: str, output_prefix: str = OUTPUT_PREFIX) -> 
     return f"{output_prefix.rstrip('/')}/{input_key.rpartition('/')[2]}.out"
 
 
+def _key_of(uri: str) -> str:
+    """The object key of ``s3://bucket/key`` (the bucket is the run's, as in every request here)."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+    return uri[5:].partition("/")[2]
+
+
+def transform_keys(description: dict[str, Any]) -> tuple[str, str]:
+    """(the key a transform job read, the key of the ``.out`` it wrote for it), from its
+    DescribeTransformJob (or CreateTransformJob) body."""
+    input_key = _key_of(description["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+    output_prefix = _key_of(description["TransformOutput"]["S3OutputPath"])
+    return input_key, transform_output_key(input_key, output_prefix)
+
+
+def training_job_of_artifact(model_data_url: str) -> str | None:
+    """The training job that wrote ``model_data_url``: SageMaker writes a job's artifact to
+    ``<S3OutputPath>/<TrainingJobName>/output/model.tar.gz``. None for any other layout."""
+    parts = model_data_url.split("/")
+    if len(parts) < 4 or parts[-2:] != ["output", "model.tar.gz"] or not parts[-3]:
+        return None
+    return parts[-3]
+
+
 def endpoint_config_request(settings: Settings, name: str, model_name: str) -> dict[str, Any]:
     """CreateEndpointConfig serving ``model_name`` on one instance: the tutorial's "next step"."""
     return {

@@ -3,8 +3,11 @@
 knn_training_job -> knn_model -> test_predictions, and the tutorial's "next step", knn_endpoint
 (knn_model, test_csv, test_predictions -> knn_endpoint).
 
-Thin adapters: data preparation lives in ``dataset``, request bodies in ``specs``, job handling in
-``sagemaker_steps``; the assets never ask which backend they run on.
+Thin adapters: each body reads inputs, calls the step it stands for and reports what it did. Data
+preparation lives in ``core.dataset``, request bodies in ``core.specs``, job handling in
+``steps.job_steps``, tuning in ``steps.tuning_steps``, the transform, its scoring and the publishing in
+``steps.batch_scoring``, the endpoint in ``steps.endpoint_rollout``: the Airflow tasks call the same
+steps. The assets never ask which backend they run on.
 """
 
 import json
@@ -12,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
-from botocore.exceptions import ClientError
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -41,7 +43,6 @@ from iris_sagemaker.core.settings import (
     accuracy_threshold_problem,
     hyperparameter_problem,
 )
-from iris_sagemaker.core.storage import parse_s3_uri
 from iris_sagemaker.dagster_defs import plots
 from iris_sagemaker.dagster_defs.checks import (
     accuracy_at_least_threshold,
@@ -61,7 +62,7 @@ from iris_sagemaker.dagster_defs.resources import (
     run_key_of,
     stored_key,
 )
-from iris_sagemaker.steps import endpoint_steps, job_steps, tuning_steps
+from iris_sagemaker.steps import batch_scoring, endpoint_rollout, job_steps, tuning_steps
 
 GROUP = "iris"
 KINDS = {"sagemaker", "s3"}
@@ -246,44 +247,33 @@ def knn_tuning_job(
                 "tutorial's 3), unless knn_training_job's run config sets one",
             },
         )
-    run = run_key(context)
-    data = tuning_steps.write_tuning_data(
-        sagemaker.get_store(), settings.bucket, train_csv, run, settings.split_seed
+    tuned = tuning_steps.tune_k(
+        sagemaker.get_client(), sagemaker.get_store(), settings, train_csv, run_key(context), context.log.info
     )
-    request = specs.tuning_job_request(
-        settings, specs.tuning_job_name(run), data.fit_key, data.validation_key
-    )
-    client = sagemaker.get_client()
-    description = tuning_steps.run_tuning_job(
-        client, request, job_steps.waiting_for(settings.is_local), log=context.log.info
-    )
-    chosen = tuning_steps.chosen_hyperparameters(description)
-    best = description["BestTrainingJob"]
-    table = tuning_steps.trials_table(tuning_steps.trials(client, request["HyperParameterTuningJobName"]))
-    metric = best["FinalHyperParameterTuningJobObjectiveMetric"]
+    k, metric, table = int(tuned.chosen["k"]), tuned.objective, tuned.trials
     context.log.info(
-        f"tuning chose k = {chosen['k']}: validation {metric['MetricName']} {metric['Value']:.4f} "
-        f"({best['TrainingJobName']}, best of {len(table)} training jobs)"
+        f"tuning chose k = {k}: validation {metric['MetricName']} {metric['Value']:.4f} "
+        f"({tuned.best['TrainingJobName']}, best of {len(table)} training jobs)"
     )
-    picture = plots.objective_svg(table, metric["MetricName"], int(chosen["k"]))
+    picture = plots.objective_svg(table, metric["MetricName"], k)
     return Output(
         {
             "tuned": True,
-            "HyperParameters": chosen,
-            "HyperParameterTuningJobName": description["HyperParameterTuningJobName"],
-            "BestTrainingJob": job_steps.json_safe(best),
+            "HyperParameters": tuned.chosen,
+            "HyperParameterTuningJobName": tuned.description["HyperParameterTuningJobName"],
+            "BestTrainingJob": job_steps.json_safe(tuned.best),
         },
         metadata={
             "tuned": True,
-            "k": int(chosen["k"]),
+            "k": k,
             "validation_accuracy": float(metric["Value"]),
-            "tuning_job_name": description["HyperParameterTuningJobName"],
-            "tuning_job_arn": description["HyperParameterTuningJobArn"],
-            "best_training_job": best["TrainingJobName"],
-            "strategy": request["HyperParameterTuningJobConfig"]["Strategy"],
+            "tuning_job_name": tuned.description["HyperParameterTuningJobName"],
+            "tuning_job_arn": tuned.description["HyperParameterTuningJobArn"],
+            "best_training_job": tuned.best["TrainingJobName"],
+            "strategy": tuned.request["HyperParameterTuningJobConfig"]["Strategy"],
             "training_jobs": len(table),
-            "fit_rows": data.fit_rows,
-            "validation_rows": data.validation_rows,
+            "fit_rows": tuned.data.fit_rows,
+            "validation_rows": tuned.data.validation_rows,
             "trials": MetadataValue.md(table.to_markdown(index=False)),
             "objective_vs_k": MetadataValue.md(plots.markdown_image(picture, "validation accuracy by k")),
         },
@@ -383,9 +373,9 @@ def test_predictions(
     knn_model: dict,
     test_csv: pd.DataFrame,
 ) -> Iterator[Any]:
-    settings = sagemaker.settings
+    settings, run = sagemaker.settings, run_key(context)
     threshold = accuracy_threshold(settings, config)
-    own = run_objects.run_keys(run_key(context))
+    own = run_objects.run_keys(run)
     test_key = input_key(context, sagemaker, "test_csv", TEST_KEY)  # where test_csv was loaded from
     request = specs.transform_job_request(
         settings,
@@ -394,24 +384,18 @@ def test_predictions(
         input_key=test_key,
         output_prefix=own.output_prefix,
     )
-    tail = sagemaker.job_log_tail("TransformJob", request["TransformJobName"])
-    description = job_steps.run_transform_job(
+    scored = batch_scoring.transform_and_score(
         sagemaker.get_client(),
+        sagemaker.get_store(),
+        settings,
         request,
-        job_steps.waiting_for(settings.is_local),
+        test_csv,
         log=context.log.info,
-        on_poll=tail.poll,
+        on_poll=sagemaker.job_log_tail("TransformJob", request["TransformJobName"]).poll,
     )
-    output_key = specs.transform_output_key(test_key, own.output_prefix)
-    predicted = job_steps.read_transform_output(
-        sagemaker.get_store(), settings.bucket, output_key, description
-    )
-    table = evaluation.join_predictions(
-        test_csv[dataset.FEATURES], test_csv["true_label"], evaluation.parse_predictions(predicted)
-    )
-    del predicted  # the transform's output as bytes: parsed, no longer needed
-    scores = evaluation.score(table)
+    table, scores, transform = scored.table, scored.scores, scored.transform
     context.log.info(f"accuracy {scores.accuracy:.4f} on {len(table)} test rows")
+    problem = scored.verdict(threshold, run, settings)
     yield Output(
         table,
         metadata={
@@ -424,29 +408,26 @@ def test_predictions(
             "predictions_plot": MetadataValue.md(
                 plots.markdown_image(plots.predictions_scatter_svg(table), "test set, predicted vs true")
             ),
-            "predictions_uri": settings.uri(output_key),
+            "predictions_uri": settings.uri(scored.output_key),
             # Published to the tutorial's keys once the accuracy check passed (below, after the yield).
             "published_predictions_uri": settings.uri(PREDICTIONS_KEY)
-            if scores.accuracy >= threshold
+            if problem is None
             else "not published: accuracy below the threshold",
             "accuracy_threshold": threshold,
-            "transform_job_name": description["TransformJobName"],
-            "transform_job_arn": description["TransformJobArn"],
-            "status": description["TransformJobStatus"],
+            "transform_job_name": transform["TransformJobName"],
+            "transform_job_arn": transform["TransformJobArn"],
+            "status": transform["TransformJobStatus"],
             "model_name": knn_model["ModelName"],
         },
     )
     yield accuracy_result(context, scores.accuracy, len(table), threshold)
     # The scored table is stored by now (the IO manager handles an Output when it is yielded).
-    if scores.accuracy >= threshold:
-        trained_on = trained_on_uri(sagemaker.get_client(), knn_model)
-        train_key = parse_s3_uri(trained_on).key if trained_on else own.train
-        publish_run(context, sagemaker, train_key, test_key, output_key, description["ModelName"])
+    if problem is None:
+        descriptions = {key: input_key(context, sagemaker, name, key) for name, key in DESCRIPTIONS.items()}
+        store, client = sagemaker.get_store(), sagemaker.get_client()
+        batch_scoring.publish_scored_run(store, client, settings, run, scored, context.log.info, descriptions)
     else:
-        context.log.warning(
-            f"accuracy {scores.accuracy:.4f} is below {threshold}: this run's objects "
-            f"stay in {settings.uri(own.raw.rpartition('/raw/')[0])}/ and are not published"
-        )
+        context.log.warning(problem)
 
 
 def accuracy_threshold(settings: Settings, config: AccuracyCheckConfig) -> float:
@@ -461,40 +442,12 @@ def accuracy_threshold(settings: Settings, config: AccuracyCheckConfig) -> float
     return config.accuracy_threshold
 
 
-def trained_on_uri(client: Any, knn_model: dict) -> str | None:
-    """The train channel (S3Uri) of the job whose artifact the model serves: SageMaker writes it to
-    ``<S3OutputPath>/<TrainingJobName>/output/model.tar.gz``. None when that cannot be told."""
-    parts = str(knn_model.get("PrimaryContainer", {}).get("ModelDataUrl", "")).split("/")
-    if len(parts) < 4 or parts[-2:] != ["output", "model.tar.gz"]:
-        return None
-    try:
-        described = client.describe_training_job(TrainingJobName=parts[-3])
-    except ClientError:
-        return None
-    return str(described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"])
-
-
 ENDPOINT_DESCRIPTION = f"{run_objects.DESCRIPTIONS_PREFIX}knn_endpoint.json"
-DESCRIBED_BEFORE_PUBLISHING = ("knn_tuning_job", "knn_training_job", "knn_model")
-
-
-def publish_run(
-    context: AssetExecutionContext,
-    sagemaker: SageMakerResource,
-    train_key: str,
-    test_key: str,
-    output: str,
-    model_name: str,
-) -> None:
-    """Copy the objects this run used and made to the tutorial's keys (``run_objects.publish``)."""
-    store, bucket = sagemaker.get_store(), sagemaker.settings.bucket
-    own = run_objects.run_keys(run_key(context))
-    sources = run_objects.publish_sources(train_key, test_key, output, own.scored)
-    for described in DESCRIBED_BEFORE_PUBLISHING:  # the JSON descriptions of the jobs and model it used
-        key = f"{run_objects.DESCRIPTIONS_PREFIX}{described}.json"
-        sources[key] = input_key(context, sagemaker, described, key)
-    present = {target: source for target, source in sources.items() if store.exists(bucket, source)}
-    run_objects.publish(store, bucket, run_key(context), present, context.log.info, model_name=model_name)
+# The JSON descriptions of the jobs and model a run used, published with its objects (Dagster only).
+DESCRIPTIONS = {
+    name: f"{run_objects.DESCRIPTIONS_PREFIX}{name}.json"
+    for name in ("knn_tuning_job", "knn_training_job", "knn_model")
+}
 
 
 NOT_DEPLOYED = (
@@ -523,76 +476,46 @@ def knn_endpoint(
     settings = sagemaker.settings
     name = settings.endpoint_name
     if not settings.deploy_endpoint:
-        context.log.info(f"knn_endpoint {NOT_DEPLOYED}")
-        yield AssetObservation(asset_key="knn_endpoint", metadata={"deployed": False, "reason": NOT_DEPLOYED})
-        return
-    client = sagemaker.get_client()
-    store, bucket, run = sagemaker.get_store(), settings.bucket, run_key(context)
-    config = specs.endpoint_config_request(settings, specs.endpoint_config_name(run), knn_model["ModelName"])
-    waiting = endpoint_steps.endpoint_waiting(settings.is_local)
-    # Runs deploying to this endpoint take turns; each deploys and checks it online while it holds it.
-    with endpoint_steps.endpoint_lock(store, bucket, name, run, waiting, context.log.info):
-        latest = run_objects.latest_run(store, bucket)
-        if latest.get("model_name") not in (None, knn_model["ModelName"]):
-            reason = (
-                f"not deployed: run {latest.get('run')!r} published last (iris/latest-run.json), so its "
-                f"model {latest['model_name']} is the one to serve; the endpoint is left to that run"
-            )
-            context.log.info(f"knn_endpoint {reason}")
-            yield AssetObservation(asset_key="knn_endpoint", metadata={"deployed": False, "reason": reason})
-            return
-        described = endpoint_steps.deploy(
-            client,
-            name,
-            config,
-            waiting,
+        rollout = endpoint_rollout.Rollout(reason=NOT_DEPLOYED)
+    else:
+        rollout = endpoint_rollout.deploy_run_model(
+            sagemaker.get_client(),
+            sagemaker.get_runtime_client(),
+            sagemaker.get_store(),
+            settings,
+            run_key(context),
+            knn_model["ModelName"],
+            test_csv,
+            test_predictions["predicted_label"],
+            ENDPOINT_DESCRIPTION,
             log=context.log.info,
             on_poll=sagemaker.endpoint_log_tail(name).poll,
         )
-        online = _invoke_in_slices(sagemaker.get_runtime_client(), name, test_csv[dataset.FEATURES])
-        endpoint_steps.check_still_serving(client, name, config["EndpointConfigName"])
-        batch = evaluation.shared_floats(test_predictions["predicted_label"])
-        value = {
-            **job_steps.json_safe(described),
-            "OnlineCheck": {"online": online.predicted, "batch": batch},
-        }
-        # Published beside the run's other descriptions while this run still holds the endpoint, so
-        # iris/dagster/knn_endpoint.json describes what the endpoint serves (unless a later run published).
-        own = run_objects.scoped(ENDPOINT_DESCRIPTION, run)
-        store.put_bytes(bucket, own, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
-        run_objects.publish_more(store, bucket, run, {ENDPOINT_DESCRIPTION: own}, context.log.info)
-    agreement = sum(a == b for a, b in zip(online.predicted, batch, strict=True)) / len(batch)
+    if rollout.value is None or rollout.online is None:
+        context.log.info(f"knn_endpoint {rollout.reason}")
+        metadata = {"deployed": False, "reason": rollout.reason}
+        yield AssetObservation(asset_key="knn_endpoint", metadata=metadata)
+        return
+    value, online = rollout.value, rollout.online
+    rows = len(value["OnlineCheck"]["batch"])
     context.log.info(
-        f"endpoint {name}: {len(batch)} online predictions, {agreement:.2%} equal to the batch transform's; "
-        f"latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms over {len(online.latencies_ms)} "
-        "one-row requests"
+        f"endpoint {name}: {rows} online predictions, {rollout.agreement:.2%} equal to the batch "
+        f"transform's; latency p50 {online.p50_ms:.1f} ms, p99 {online.p99_ms:.1f} ms over "
+        f"{len(online.latencies_ms)} one-row requests"
     )
     yield Output(
         value,
         metadata={
             "deployed": True,
             "endpoint_name": name,
-            "endpoint_arn": described["EndpointArn"],
-            "endpoint_config_name": described["EndpointConfigName"],
+            "endpoint_arn": value["EndpointArn"],
+            "endpoint_config_name": value["EndpointConfigName"],
             "model_name": knn_model["ModelName"],
-            "status": described["EndpointStatus"],
+            "status": value["EndpointStatus"],
             "latency_p50_ms": round(online.p50_ms, 3),
             "latency_p99_ms": round(online.p99_ms, 3),
-            "agreement_with_batch": agreement,
-            "rows": len(batch),
+            "agreement_with_batch": rollout.agreement,
+            "rows": rows,
             "latency_rows": len(online.latencies_ms),
         },
     )
-
-
-def _invoke_in_slices(runtime: Any, name: str, rows: pd.DataFrame, step: int = 20_000) -> Any:
-    """``endpoint_steps.invoke_rows`` over ``rows`` a slice at a time: it formats every row it gets at
-    once, so slices keep that (and each response) small. The first slice times the one-row requests; each
-    later one adds one untimed warm-up request. Labels are shared floats (one object per class)."""
-    online = endpoint_steps.invoke_rows(runtime, name, rows.iloc[:step].to_numpy())
-    online.predicted[:] = evaluation.shared_floats(online.predicted)
-    for start in range(step, len(rows), step):
-        part = rows.iloc[start : start + step].to_numpy()
-        more = endpoint_steps.invoke_rows(runtime, name, part, latency_rows=0).predicted
-        online.predicted.extend(evaluation.shared_floats(more))
-    return online

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from iris_sagemaker.core import dataset, run_objects, specs
+from iris_sagemaker.core.settings import Settings
 from iris_sagemaker.steps import job_steps
 from iris_sagemaker.steps.job_steps import TUNING_JOB, Log, OnPoll, Waiting
 
@@ -114,3 +115,37 @@ def trials_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     ]
     table = pd.DataFrame(rows, columns=["training_job", "k", "status", "validation_accuracy"])
     return table.sort_values(["k", "training_job"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class TunedK:
+    """A finished tuning of k: its request, its description, the k it chose, and its trials."""
+
+    request: dict[str, Any]
+    description: dict[str, Any]  # DescribeHyperParameterTuningJob, Completed
+    chosen: dict[str, str]  # the best training job's tuned hyperparameters ({"k": "7"})
+    trials: pd.DataFrame  # trials_table
+    data: TuningData
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return dict(self.description["BestTrainingJob"])
+
+    @property
+    def objective(self) -> dict[str, Any]:
+        """The best job's objective: ``{"MetricName": ..., "Value": ...}``."""
+        return dict(self.best["FinalHyperParameterTuningJobObjectiveMetric"])
+
+
+def tune_k(
+    client: Any, store: Any, settings: Settings, train: pd.DataFrame, run: str, log: Log = print
+) -> TunedK:
+    """Tune k for run ``run``: carve the validation split from ``train`` into the run's folder, run the
+    tuning job (start or find, wait), and read what it chose and every trial."""
+    data = write_tuning_data(store, settings.bucket, train, run, settings.split_seed)
+    name = specs.tuning_job_name(run)
+    request = specs.tuning_job_request(settings, name, data.fit_key, data.validation_key)
+    description = run_tuning_job(client, request, job_steps.waiting_for(settings.is_local), log=log)
+    chosen = chosen_hyperparameters(description)
+    table = trials_table(trials(client, name))
+    return TunedK(request, description, chosen, table, data)
