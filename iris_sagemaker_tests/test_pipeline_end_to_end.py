@@ -185,11 +185,9 @@ def test_bad_data_url_fails_raw_iris_with_the_line(tmp_path, monkeypatch: pytest
     assert not (bucket / "iris/processed-input-data/train.csv").exists()
 
 
-def test_cli_materializes_every_asset(tmp_path) -> None:
+def test_cli_materializes_every_asset(dagster_home: Path) -> None:
     """What `make run` and CI users run: `dagster asset materialize -m iris_sagemaker --select '*'`."""
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    Path(env["DAGSTER_HOME"]).mkdir()
-    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     dagster = Path(sys.executable).parent / "dagster"
     done = subprocess.run(
         [str(dagster), "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"],

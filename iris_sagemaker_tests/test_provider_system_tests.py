@@ -53,14 +53,6 @@ TEARDOWN = {
 }
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-home")
-    done = run_airflow(["db", "migrate"], airflow_env(home), timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return home
-
-
 def _states(home: Path, dag_id: str) -> tuple[str, dict[str, str]]:
     """The DAG run's state and its task instances' states, from the metadata database."""
     with sqlite3.connect(home / "airflow.db") as db:
