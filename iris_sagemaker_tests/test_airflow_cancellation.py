@@ -50,6 +50,8 @@ from iris_sagemaker.serve.process import ServerProcess, start_server  # noqa: E4
 from iris_sagemaker.steps.job_steps import TRAINING_JOB, JobKind  # noqa: E402
 from iris_sagemaker_tests.serve_support import REGION, client  # noqa: E402
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 BUCKET = "iris-cancel"
 DAG_ID = "sagemaker_pipeline"
 

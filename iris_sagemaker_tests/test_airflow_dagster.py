@@ -41,6 +41,8 @@ from iris_sagemaker.airflow_defs.pipeline import TASK_IDS  # noqa: E402
 from iris_sagemaker.dagster_defs import resources  # noqa: E402
 from iris_sagemaker.dagster_defs.code_location import build_definitions  # noqa: E402
 
+pytestmark = [pytest.mark.airflow, pytest.mark.dagster, pytest.mark.slow]
+
 SHARED_OBJECTS = (RAW_KEY, TRAIN_KEY, TEST_KEY, TEST_LABELS_KEY)
 
 

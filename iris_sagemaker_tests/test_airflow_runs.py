@@ -35,6 +35,8 @@ from iris_sagemaker.core.settings import (
 )
 from iris_sagemaker_tests.airflow_support import airflow_env, aws_connection, require_airflow, run_airflow
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 require_airflow()
 
 REGION = "us-east-2"

@@ -20,6 +20,8 @@ from iris_sagemaker_tests.airflow_support import (
     require_airflow,
 )
 
+pytestmark = [pytest.mark.airflow]
+
 require_airflow()
 
 
@@ -47,6 +49,8 @@ def test_tuning_is_off_by_default_and_a_task_before_training_when_on() -> None:
     assert "xcom_pull(task_ids='tune_model')" in k and "TunedHyperParameters" in k
 
 
+@pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.parametrize("deferrable", ["true", "false"])
 def test_a_tuned_run_trains_with_the_k_tuning_chose(airflow_home: Path, deferrable: str) -> None:
     import subprocess

@@ -21,6 +21,8 @@ from iris_sagemaker.core.settings import Settings
 from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
 
+pytestmark = [pytest.mark.dagster, pytest.mark.server, pytest.mark.slow]
+
 BUCKET = "tutorial-bucket"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 UP_TO_MODEL = ["raw_iris", "train_csv", "test_csv", "knn_tuning_job", "knn_training_job", "knn_model"]

@@ -35,6 +35,8 @@ from iris_sagemaker.steps import endpoint_steps, job_steps
 from iris_sagemaker.steps.clients_for_backend import make_sagemaker_client, make_store
 from iris_sagemaker.steps.job_steps import LOCAL_WAITING
 
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -15,6 +15,8 @@ from dagster import DagsterInstance
 from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.console import RUN_CONFIG
 
+pytestmark = [pytest.mark.dagster]
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = [
     "raw_iris",
@@ -42,6 +44,7 @@ def make_run_commands() -> list[str]:
     return [command.replace("$(BIN)", bin_dir) for command in joined.splitlines()]
 
 
+@pytest.mark.slow
 def test_make_run_prints_a_line_per_step_then_the_report(dagster_home) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     output = []

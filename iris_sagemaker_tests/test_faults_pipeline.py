@@ -20,6 +20,8 @@ from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, PREDICTIONS_KEY
 from iris_sagemaker.core.storage import LocalObjectStore
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient
 
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 SLOW = "IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY"
 

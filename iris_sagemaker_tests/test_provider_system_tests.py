@@ -33,6 +33,8 @@ from iris_sagemaker_tests.airflow_support import airflow_env, require_airflow, r
 from iris_sagemaker_tests.provider_system import SHIMS, dag_layout, sdist
 from iris_sagemaker_tests.sdk_support import brute_force_knn
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 require_airflow()
 
 # Read at import: the autouse fixture points IRIS_SAGEMAKER_CACHE_DIR at a fresh folder for every test, and
