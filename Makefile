@@ -52,7 +52,7 @@ export UV_PYTHON_DOWNLOADS := never
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install install-run run test lint dev serve clean browser lock lock-check airflow-run airflow-deploy \
-  airflow-test airflow3-test sdk-venv sdk-test proto export-dag core-test
+  airflow-test airflow3-test sdk-venv sdk-test proto export-dag core-test quick-test
 
 # uv into .tools with the interpreter's own pip (no venv to create); a venv where that pip is missing.
 $(UV):
@@ -144,6 +144,10 @@ test: lock-check install airflow3-test sdk-test $(DAGSTER_HOME)/dagster.yaml \
 	IRIS_SAGEMAKER_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
 	@$(MAKE) --no-print-directory core-test
 
+# The quick loop while editing (README, "Development"): the tests not marked `slow`, in .venv, about a minute.
+quick-test: install
+	$(BIN)/python -m pytest -m "not slow"
+
 # The core tests on every other supported Python found on the machine (OTHER_PYTHONS; `make test` runs them,
 # about a minute each; `make test OTHER_PYTHONS=` skips them): the engine, the settings, the data and a whole
 # pipeline materialization (what `make run` does), in .venv-py3.X with the run set plus pytest and moto, at
@@ -169,6 +173,9 @@ core-test: $(OTHER_PYTHONS:%=core-test-py%)
 # The Airflow mirror (airflow_dags/). `airflow-run`: `airflow dags test` offline on Airflow 2.11 (.venv)
 # with its own SQLite home in ./.airflow, against a server started for it. `airflow-test`: the DAG tests on
 # Airflow 2.11 and, in a second venv without Dagster (.venv-airflow3), on Airflow 3; `make test` runs both.
+# The test venvs other than .venv run lists of files, not marker expressions (`-m airflow`, `-m sdk`): pytest
+# imports every module it collects before -m deselects, and modules that need Dagster (or the other SDK)
+# fail to import there.
 AIRFLOW_TESTS := iris_sagemaker_tests/test_airflow_dag.py iris_sagemaker_tests/test_airflow_runs.py \
   iris_sagemaker_tests/test_airflow_export.py iris_sagemaker_tests/test_airflow_connection.py \
   iris_sagemaker_tests/test_airflow_retries.py iris_sagemaker_tests/test_provider_system_tests.py \

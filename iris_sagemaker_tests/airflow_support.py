@@ -80,6 +80,13 @@ def run_airflow(args: list[str], env: dict[str, str], timeout: float = 240) -> s
     )
 
 
+def migrate_airflow_db(home: Path, timeout: float = 300) -> Path:
+    """``airflow db migrate`` into ``home`` (a new SQLite metadata database); the database's path."""
+    done = run_airflow(["db", "migrate"], airflow_env(home), timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return home / "airflow.db"
+
+
 def aws_connection(endpoint_url: str, region: str) -> str:
     """The `aws-sagemaker` connection as Airflow reads it from AIRFLOW_CONN_* (JSON form)."""
     return json.dumps(

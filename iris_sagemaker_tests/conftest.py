@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    from iris_sagemaker.local_sagemaker.testing import Lab
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +41,50 @@ def _no_connection_left_behind() -> object:
         connection.stop_local_servers()
     for name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_") and n not in before]:
         del os.environ[name]
+
+
+# ---- Fixtures several modules share (a module may define its own under the same name to change it) ----
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    """The embedded engine on a fresh root (``local_sagemaker.testing.Lab``): a client, a bucket, helpers."""
+    from iris_sagemaker.local_sagemaker.testing import Lab
+
+    return Lab(tmp_path)
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    """A new, empty DAGSTER_HOME with telemetry off, for a ``dagster`` CLI run in a subprocess."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One AIRFLOW_HOME with a migrated SQLite metadata database, shared by the module's ``airflow`` runs."""
+    from iris_sagemaker_tests.airflow_support import migrate_airflow_db
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    migrate_airflow_db(home)
+    return home
+
+
+@pytest.fixture
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on a free port of 127.0.0.1, its state reset (moto keeps one state per process)."""
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+        yield endpoint
+    finally:
+        server.stop()

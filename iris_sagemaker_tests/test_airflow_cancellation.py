@@ -34,7 +34,14 @@ from typing import Any
 
 import pytest
 
-from iris_sagemaker_tests.airflow_support import AIRFLOW, REPO, airflow_env, airflow_major, require_airflow
+from iris_sagemaker_tests.airflow_support import (
+    AIRFLOW,
+    REPO,
+    airflow_env,
+    airflow_major,
+    migrate_airflow_db,
+    require_airflow,
+)
 
 require_airflow()
 
@@ -43,6 +50,8 @@ from iris_sagemaker.serve.process import ServerProcess, start_server  # noqa: E4
 from iris_sagemaker.steps.job_steps import TRAINING_JOB, JobKind  # noqa: E402
 from iris_sagemaker_tests.serve_support import REGION, client  # noqa: E402
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 BUCKET = "iris-cancel"
 DAG_ID = "sagemaker_pipeline"
 
@@ -50,17 +59,7 @@ DAG_ID = "sagemaker_pipeline"
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated metadata database for the module; each test works on a copy."""
-    home = tmp_path_factory.mktemp("airflow-template")
-    done = subprocess.run(
-        [str(AIRFLOW), "db", "migrate"],
-        cwd=REPO,
-        env=airflow_env(home),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return home / "airflow.db"
+    return migrate_airflow_db(tmp_path_factory.mktemp("airflow-template"), timeout=240)
 
 
 @dataclass

@@ -21,6 +21,8 @@ from iris_sagemaker.airflow_defs import connection  # noqa: E402
 from iris_sagemaker.serve.lockfile import running_server  # noqa: E402
 from iris_sagemaker.serve.process import start_server  # noqa: E402
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server]
+
 VARIABLE = "AIRFLOW_CONN_AWS-SAGEMAKER"
 
 
@@ -61,6 +63,7 @@ def test_the_server_running_for_the_root_is_used(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_without_a_server_one_is_started_for_this_process_and_stopped(tmp_path: Path) -> None:
     root, other = tmp_path / "root", tmp_path / "other-root"
     connection.ensure_connection("aws-sagemaker", _settings(root))
@@ -88,6 +91,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_another_processs_server_is_refused_then_dies_with_it(tmp_path: Path) -> None:
     """A server started for another (live) process is not borrowed: it would stop under us. Once that
     process is killed (-9), its server stops too, and the next task starts its own."""

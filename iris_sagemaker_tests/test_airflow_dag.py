@@ -30,6 +30,8 @@ from iris_sagemaker.airflow_defs import config as airflow_config  # noqa: E402
 from iris_sagemaker.airflow_defs import deploy  # noqa: E402
 from iris_sagemaker.airflow_defs.pipeline import DAG_ID, TASK_IDS, build_dag  # noqa: E402
 
+pytestmark = [pytest.mark.airflow]
+
 BUCKET = "iris-airflow-test"
 ROLE = "arn:aws:iam::123456789012:role/iris-airflow-test"
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

@@ -41,6 +41,8 @@ from iris_sagemaker.airflow_defs.pipeline import TASK_IDS  # noqa: E402
 from iris_sagemaker.dagster_defs import resources  # noqa: E402
 from iris_sagemaker.dagster_defs.code_location import build_definitions  # noqa: E402
 
+pytestmark = [pytest.mark.airflow, pytest.mark.dagster, pytest.mark.slow]
+
 SHARED_OBJECTS = (RAW_KEY, TRAIN_KEY, TEST_KEY, TEST_LABELS_KEY)
 
 
@@ -152,12 +154,9 @@ def test_the_code_location_runs_the_dag_as_a_dagster_job(
     assert os.environ["IRIS_SAGEMAKER_LOCAL_ROOT"] == str(airflow_root)
 
 
-def test_the_dag_job_runs_from_the_dagster_cli(tmp_path: Path) -> None:
+def test_the_dag_job_runs_from_the_dagster_cli(dagster_home: Path) -> None:
     """`dagster job execute -m iris_sagemaker.airflow_definitions -j ...`, as a user runs it."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     dagster = Path(sys.executable).parent / "dagster"
     done = subprocess.run(
         [str(dagster), "job", "execute", "-m", "iris_sagemaker.airflow_definitions", "-j", JOB_NAME],

@@ -47,6 +47,8 @@ from iris_sagemaker_tests.airflow_support import (
     run_airflow,
 )
 
+pytestmark = [pytest.mark.airflow]
+
 COMMITTED = REPO / export.COMMITTED_COPY
 REGION = "us-east-2"
 BUCKET = "iris-export-test"
@@ -529,6 +531,8 @@ def _iris_over_http() -> Iterator[str]:
         thread.join(10)
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_the_file_runs_offline_against_serve(exported_file: Path, tmp_path: Path) -> None:
     require_airflow()
     import boto3

@@ -56,6 +56,8 @@ from iris_sagemaker_tests.serve_support import (  # noqa: E402
     variant,
 )
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 CONN_ID = "aws-sagemaker"
 DELAY = 0.1  # seconds the server's job workers pause at each checkpoint
 # The tutorial's train split (105 rows) in mini-batches of 3: 35 checkpoints, at least 3.5 s.

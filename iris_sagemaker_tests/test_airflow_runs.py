@@ -35,20 +35,13 @@ from iris_sagemaker.core.settings import (
 )
 from iris_sagemaker_tests.airflow_support import airflow_env, aws_connection, require_airflow, run_airflow
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 require_airflow()
 
 REGION = "us-east-2"
 BUCKET = "iris-airflow-moto"
 ROLE = "arn:aws:iam::123456789012:role/iris-airflow-moto"
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated SQLite metadata database for the module's runs."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    done = run_airflow(["db", "migrate"], airflow_env(home), timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return home
 
 
 def _dags_test(home: Path, dag_id: str = "sagemaker_pipeline", **env: str) -> str:
@@ -197,19 +190,6 @@ def s3_client(endpoint: str) -> Any:
     import boto3
 
     return boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
-
-
-@pytest.fixture
-def moto_endpoint() -> Any:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_aws_mode_sends_the_builders_requests_to_sagemaker(

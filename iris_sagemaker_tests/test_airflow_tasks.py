@@ -15,6 +15,8 @@ from iris_sagemaker.core import dataset, run_objects, specs
 from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, TEST_KEY, TEST_LABELS_KEY, Settings
 from iris_sagemaker.local_sagemaker.testing import Lab
 
+pytestmark = [pytest.mark.airflow]
+
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:

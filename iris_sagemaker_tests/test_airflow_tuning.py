@@ -18,18 +18,11 @@ from iris_sagemaker_tests.airflow_support import (
     airflow_env,
     chain,
     require_airflow,
-    run_airflow,
 )
 
+pytestmark = [pytest.mark.airflow]
+
 require_airflow()
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-home")
-    done = run_airflow(["db", "migrate"], airflow_env(home), timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return home
 
 
 def test_tuning_is_off_by_default_and_a_task_before_training_when_on() -> None:
@@ -56,6 +49,8 @@ def test_tuning_is_off_by_default_and_a_task_before_training_when_on() -> None:
     assert "xcom_pull(task_ids='tune_model')" in k and "TunedHyperParameters" in k
 
 
+@pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.parametrize("deferrable", ["true", "false"])
 def test_a_tuned_run_trains_with_the_k_tuning_chose(airflow_home: Path, deferrable: str) -> None:
     import subprocess

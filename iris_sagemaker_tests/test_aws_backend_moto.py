@@ -9,40 +9,33 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pandas as pd
 import pytest
-import requests
 from dagster import materialize
-from moto.server import ThreadedMotoServer
 
 from iris_sagemaker.core import run_objects, specs
 from iris_sagemaker.core.settings import Settings
 from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.resources import IrisS3IOManager, SageMakerResource
 
+pytestmark = [pytest.mark.dagster, pytest.mark.server, pytest.mark.slow]
+
 BUCKET = "tutorial-bucket"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 UP_TO_MODEL = ["raw_iris", "train_csv", "test_csv", "knn_tuning_job", "knn_training_job", "knn_model"]
 
 
-@pytest.fixture()
-def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+@pytest.fixture(autouse=True)
+def _aws_backend_on_moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs the aws backend against moto's server (conftest's ``moto_endpoint``)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("AWS_REGION", "us-east-2")
     monkeypatch.setenv("IRIS_SAGEMAKER_BACKEND", "aws")
     monkeypatch.setenv("IRIS_SAGEMAKER_BUCKET", BUCKET)
     monkeypatch.setenv("IRIS_SAGEMAKER_ROLE_ARN", ROLE)
-    yield endpoint
-    server.stop()
 
 
 @pytest.fixture()
@@ -189,17 +182,14 @@ def test_nothing_secret_reaches_metadata(s3: Any, monkeypatch: pytest.MonkeyPatc
         assert "very-secret-value-123" not in repr(event)
 
 
-def test_cli_on_aws_backend_against_moto(s3: Any, moto_endpoint: str, tmp_path) -> None:
+def test_cli_on_aws_backend_against_moto(s3: Any, moto_endpoint: str, dagster_home) -> None:
     """The issue's acceptance command: `dagster asset materialize` up to the model, aws backend, moto."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "IRIS_SAGEMAKER_EXECUTOR": "in_process"}
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "IRIS_SAGEMAKER_EXECUTOR": "in_process"}
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "iris_sagemaker"]
     done = subprocess.run(
         [*command, "--select", ",".join(UP_TO_MODEL)],

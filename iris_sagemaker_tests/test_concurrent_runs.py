@@ -35,6 +35,8 @@ from iris_sagemaker.steps import endpoint_steps, job_steps
 from iris_sagemaker.steps.clients_for_backend import make_sagemaker_client, make_store
 from iris_sagemaker.steps.job_steps import LOCAL_WAITING
 
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,19 +55,17 @@ def _lines(store: Any, key: str) -> int:
     return len(data.decode().splitlines())
 
 
-def _dagster_home(tmp_path: Path) -> Path:
-    """A new DAGSTER_HOME with its storage created, as ``make run`` prepares one: two runs starting
+@pytest.fixture
+def migrated_dagster_home(dagster_home: Path) -> Path:
+    """conftest's DAGSTER_HOME with its storage created, as ``make run`` prepares one: two runs starting
     together on a home without storage race to create it."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     subprocess.run(
         [sys.executable, "-m", "dagster", "instance", "migrate"],
-        env={**os.environ, "DAGSTER_HOME": str(home)},
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
         check=True,
         capture_output=True,
     )
-    return home
+    return dagster_home
 
 
 # ---- keys -------------------------------------------------------------------------------------------
@@ -86,14 +86,14 @@ def test_a_runs_keys_mirror_the_tutorials_in_its_own_folder() -> None:
 # ---- two runs at once ----------------------------------------------------------------------------------
 
 
-def test_two_cli_runs_at_once_each_score_their_own_data(tmp_path: Path) -> None:
+def test_two_cli_runs_at_once_each_score_their_own_data(tmp_path: Path, migrated_dagster_home: Path) -> None:
     """The reproduction: run A on 45,000 rows, run B on 300 rows 1.5 s later, same local root. Each
     reports its own test rows; the tutorial's keys end up holding one run's complete set."""
     root = tmp_path / "root"
     big, small = tmp_path / "big.csv", tmp_path / "small.csv"
     big.write_text(_iris_rows(300))
     small.write_text(_iris_rows(2))
-    home = _dagster_home(tmp_path)
+    home = migrated_dagster_home
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -306,7 +306,9 @@ if turns:  # the run holding the endpoint keeps it until the other run has arriv
 """
 
 
-def test_two_cli_runs_deploying_at_once_take_turns_on_the_endpoint(tmp_path: Path) -> None:
+def test_two_cli_runs_deploying_at_once_take_turns_on_the_endpoint(
+    tmp_path: Path, migrated_dagster_home: Path
+) -> None:
     """Two full materializations at once with the endpoint deploy on, same local root; the run that holds
     the endpoint first keeps it until the other has arrived (without turns, the other would deploy while
     the first checks online, and the first would fail: "endpoint iris-knn was switched"). Both succeed,
@@ -314,7 +316,7 @@ def test_two_cli_runs_deploying_at_once_take_turns_on_the_endpoint(tmp_path: Pat
     the model of the run that published last, and the published set (latest-run.json, iris/dagster/*.json)
     is that run's, endpoint description included."""
     root = tmp_path / "root"
-    home = _dagster_home(tmp_path)
+    home = migrated_dagster_home
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_ONLINE_CHECK)

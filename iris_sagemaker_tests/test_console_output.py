@@ -16,6 +16,8 @@ from iris_sagemaker.core.settings import SettingsError
 from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.console import RUN_CONFIG
 
+pytestmark = [pytest.mark.dagster]
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = [
     "raw_iris",
@@ -43,11 +45,9 @@ def make_run_commands() -> list[str]:
     return [command.replace("$(BIN)", bin_dir) for command in joined.splitlines()]
 
 
-def test_make_run_prints_a_line_per_step_then_the_report(tmp_path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+@pytest.mark.slow
+def test_make_run_prints_a_line_per_step_then_the_report(dagster_home) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     output = []
     for command in make_run_commands():
         done = subprocess.run(

@@ -20,6 +20,8 @@ from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET, PREDICTIONS_KEY
 from iris_sagemaker.core.storage import LocalObjectStore
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient
 
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 SLOW = "IRIS_SAGEMAKER_LOCAL_TEST_WORKER_DELAY"
 
@@ -46,14 +48,13 @@ def _in_progress(client: LocalSageMakerClient, stage: str) -> str | None:
 
 
 @pytest.mark.parametrize("stage", ["training", "transform"])
-def test_kill_9_during_a_job_fails_it_and_the_next_run_succeeds(tmp_path: Path, stage: str) -> None:
+def test_kill_9_during_a_job_fails_it_and_the_next_run_succeeds(
+    tmp_path: Path, dagster_home: Path, stage: str
+) -> None:
     root = tmp_path / "root"
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
         "IRIS_SAGEMAKER_LOCAL_ROOT": str(root),
         "IRIS_SAGEMAKER_DEPLOY_ENDPOINT": "false",
     }

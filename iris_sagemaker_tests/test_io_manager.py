@@ -20,6 +20,8 @@ from iris_sagemaker.dagster_defs.resources import (
     SageMakerResource,
 )
 
+pytestmark = [pytest.mark.dagster]
+
 TEST_META = {
     KEY: "iris/processed-input-data/test.csv",
     HEADER: False,

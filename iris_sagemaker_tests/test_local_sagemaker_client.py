@@ -19,11 +19,6 @@ from iris_sagemaker.local_sagemaker.validation import operation_model
 CLASSIFIER = {"predictor_type": "classifier", "feature_dim": "4", "k": "3", "sample_size": "150"}
 
 
-@pytest.fixture
-def lab(tmp_path):
-    return Lab(tmp_path)
-
-
 def assert_matches_output_shape(operation: str, response: dict) -> None:
     """The response is what botocore's model says the operation returns (types, required members)."""
     body = {key: value for key, value in response.items() if key != "ResponseMetadata"}
@@ -298,7 +293,7 @@ def test_engine_imports_no_orchestrator():
 def test_uris_that_climb_out_of_a_bucket_are_refused_at_create(tmp_path) -> None:
     from botocore.exceptions import ClientError
 
-    from iris_sagemaker.local_sagemaker.testing import Lab, model_request, training_request
+    from iris_sagemaker.local_sagemaker.testing import model_request, training_request
 
     lab = Lab(tmp_path)
     climbing = [
@@ -320,7 +315,7 @@ def test_uris_that_climb_out_of_a_bucket_are_refused_at_create(tmp_path) -> None
 def test_a_transform_input_that_names_a_host_folder_is_refused(tmp_path) -> None:
     from botocore.exceptions import ClientError
 
-    from iris_sagemaker.local_sagemaker.testing import Lab, transform_request
+    from iris_sagemaker.local_sagemaker.testing import transform_request
 
     lab = Lab(tmp_path)
     lab.model("m", lab.train())

@@ -17,11 +17,6 @@ from iris_sagemaker.local_sagemaker.runtime import LocalSageMakerRuntimeClient
 from iris_sagemaker.local_sagemaker.testing import Lab, iris_like, to_csv, wait_for
 
 
-@pytest.fixture
-def lab(tmp_path) -> Lab:
-    return Lab(tmp_path)
-
-
 def _variant(model: str) -> list[dict]:
     return [
         {

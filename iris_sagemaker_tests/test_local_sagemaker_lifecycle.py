@@ -18,11 +18,6 @@ from iris_sagemaker.local_sagemaker.testing import Lab, training_request, wait_f
 SLOW = jobs.TEST_DELAY_ENV
 
 
-@pytest.fixture
-def lab(tmp_path):
-    return Lab(tmp_path)
-
-
 def _status(lab, name):
     return lab.describe_training(name)["TrainingJobStatus"]
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iris_sagemaker.local_sagemaker import jobs
-from iris_sagemaker.local_sagemaker.testing import Lab, iris_like, to_csv
-
-
-@pytest.fixture
-def lab(tmp_path):
-    return Lab(tmp_path)
+from iris_sagemaker.local_sagemaker.testing import iris_like, to_csv
 
 
 def _all_lines(lab, job_type, name):

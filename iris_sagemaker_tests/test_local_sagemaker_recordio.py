@@ -221,11 +221,6 @@ def test_predictions_encode_as_label_tensors() -> None:
 # ---- the SDK's training request: a manifest of RecordIO shards, no ContentType --------------------------
 
 
-@pytest.fixture
-def lab(tmp_path) -> Lab:
-    return Lab(tmp_path)
-
-
 def _manifest_request(lab: Lab, name: str, entries: list, **channel: object) -> dict:
     """CreateTrainingJob as the SDK's KNN.fit sends it: a ManifestFile channel, ShardedByS3Key, no
     ContentType."""

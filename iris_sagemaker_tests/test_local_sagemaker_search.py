@@ -130,7 +130,7 @@ def _exact_neighbours(points: np.ndarray, queries: np.ndarray, k: int, l2: bool 
     ("d", "points", "k", "metric", "decimals"),
     [
         (9, 1500, 3, "L2", None),
-        (64, 3000, 5, "L2", None),
+        pytest.param(64, 3000, 5, "L2", None, marks=pytest.mark.slow),
         (16, 2000, 3, "L2", 0),  # integer coordinates: many exact ties, decided by the lower id
         (3, 40, 40, "L2", 1),  # k = every point; a small index (one group per point)
         (10, 1100, 300, "L2", None),  # more neighbours than groups of 16 points: one group per point

@@ -10,13 +10,8 @@ import pytest
 
 from iris_sagemaker.local_sagemaker import knn
 from iris_sagemaker.local_sagemaker import transform as transform_module
-from iris_sagemaker.local_sagemaker.testing import Lab, iris_like, to_csv
+from iris_sagemaker.local_sagemaker.testing import iris_like, to_csv
 from iris_sagemaker.local_sagemaker.transform import output_key
-
-
-@pytest.fixture
-def lab(tmp_path):
-    return Lab(tmp_path)
 
 
 @pytest.fixture

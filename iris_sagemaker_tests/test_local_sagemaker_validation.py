@@ -8,14 +8,9 @@ from botocore.exceptions import ClientError
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient, knn_image_uri
 from iris_sagemaker.local_sagemaker import validation as v
 from iris_sagemaker.local_sagemaker.images import is_knn_image
-from iris_sagemaker.local_sagemaker.testing import Lab, model_request, training_request, transform_request
+from iris_sagemaker.local_sagemaker.testing import model_request, training_request, transform_request
 
 ARN = "arn:aws:sagemaker:us-east-2:000000000000"
-
-
-@pytest.fixture
-def lab(tmp_path):
-    return Lab(tmp_path)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.dagster_defs.resources import SageMakerResource
 from iris_sagemaker.local_sagemaker.testing import Lab
 
+pytestmark = [pytest.mark.dagster]
+
 TUTORIAL = {"predictor_type": "classifier", "feature_dim": "4", "k": "3", "sample_size": "150"}
 
 

@@ -15,6 +15,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 from iris_sagemaker.core.settings import DEFAULT_LOCAL_BUCKET
 from iris_sagemaker.dagster_defs.code_location import build_definitions
 
+pytestmark = [pytest.mark.dagster]
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -185,11 +187,10 @@ def test_bad_data_url_fails_raw_iris_with_the_line(tmp_path, monkeypatch: pytest
     assert not (bucket / "iris/processed-input-data/train.csv").exists()
 
 
-def test_cli_materializes_every_asset(tmp_path) -> None:
+@pytest.mark.slow
+def test_cli_materializes_every_asset(dagster_home: Path) -> None:
     """What `make run` and CI users run: `dagster asset materialize -m iris_sagemaker --select '*'`."""
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    Path(env["DAGSTER_HOME"]).mkdir()
-    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     dagster = Path(sys.executable).parent / "dagster"
     done = subprocess.run(
         [str(dagster), "asset", "materialize", "-m", "iris_sagemaker", "--select", "*"],
@@ -210,6 +211,7 @@ def test_cli_materializes_every_asset(tmp_path) -> None:
     assert "endpoint: iris-knn (InService, endpoint config iris-knn-config-" in report.stdout
 
 
+@pytest.mark.slow
 def test_accuracy_drop_since_the_previous_run_is_reported(tmp_path) -> None:
     """Two runs on one instance: seed 4 scores 1.0, seed 1 scores 0.933; the second check says so."""
     from dagster import DagsterInstance

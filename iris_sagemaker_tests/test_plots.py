@@ -5,10 +5,13 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from iris_sagemaker.core import evaluation
 from iris_sagemaker.core.dataset import FEATURES
 from iris_sagemaker.dagster_defs import plots
+
+pytestmark = [pytest.mark.dagster]
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -33,6 +33,8 @@ from iris_sagemaker_tests.airflow_support import airflow_env, require_airflow, r
 from iris_sagemaker_tests.provider_system import SHIMS, dag_layout, sdist
 from iris_sagemaker_tests.sdk_support import brute_force_knn
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 require_airflow()
 
 # Read at import: the autouse fixture points IRIS_SAGEMAKER_CACHE_DIR at a fresh folder for every test, and
@@ -51,14 +53,6 @@ TEARDOWN = {
     "prune_logs",
     "archive_logs",
 }
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-home")
-    done = run_airflow(["db", "migrate"], airflow_env(home), timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return home
 
 
 def _states(home: Path, dag_id: str) -> tuple[str, dict[str, str]]:

@@ -34,6 +34,8 @@ from iris_sagemaker.core.algorithm_images import KNN_REGISTRY_ACCOUNTS, knn_imag
 from iris_sagemaker.local_sagemaker import recordio
 from iris_sagemaker.serve.process import ServerProcess, start_server
 
+pytestmark = [pytest.mark.sdk, pytest.mark.server, pytest.mark.slow]
+
 PACKAGE = Path(recordio.__file__).parent
 
 

@@ -56,6 +56,8 @@ from sagemaker.train.tuner import HyperparameterTuner
 
 from iris_sagemaker.serve.process import ServerProcess, start_server
 
+pytestmark = [pytest.mark.sdk, pytest.mark.server, pytest.mark.slow]
+
 REGION = "us-east-2"  # client_env()'s default, the server's region
 K = 3
 INSTANCE = "ml.m5.large"

@@ -20,6 +20,8 @@ from iris_sagemaker.serve.process import start_server
 
 from .serve_support import BUCKET, REGION, client
 
+pytestmark = [pytest.mark.airflow, pytest.mark.server, pytest.mark.slow]
+
 
 def test_the_providers_hook_trains_and_scores_with_logs(tmp_path: Path, monkeypatch) -> None:
     """print_log=True: the provider reads the job's CloudWatch stream (it re-describes every 30 s then)."""

@@ -24,6 +24,8 @@ from iris_sagemaker.serve.process import ServerProcess, start_server
 
 from .serve_support import BUCKET, REGION, client, variant
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 FAST = {"Delay": 0.2, "MaxAttempts": 150}
 JOBS_GROUP = "/aws/sagemaker/TrainingJobs"
 ROLE = "arn:aws:iam::000000000000:role/service-role/AmazonSageMaker-ExecutionRole-20261203T000000"

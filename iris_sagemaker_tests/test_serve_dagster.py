@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, materialize
 
 from iris_sagemaker.core.settings import TEST_KEY
@@ -14,6 +15,8 @@ from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.serve.process import start_server
 
 from .serve_support import BUCKET, REGION, client
+
+pytestmark = [pytest.mark.dagster, pytest.mark.server, pytest.mark.slow]
 
 OBJECTS = (
     "iris/raw/iris.csv",

@@ -26,6 +26,8 @@ from iris_sagemaker.steps.log_tails import CloudWatchLogTail
 
 from .serve_support import BUCKET, REGION, client, tutorial_settings, upload_tutorial_split, variant
 
+pytestmark = [pytest.mark.server]
+
 FAST = {"Delay": 0.2, "MaxAttempts": 150}
 
 
@@ -510,6 +512,7 @@ def test_no_key_reaches_outside_the_root(clients, root: Path) -> None:
 # ---- many clients at once --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_invocations_and_jobs(clients, server: ServerProcess, endpoint, tutorial) -> None:
     rows = tutorial["split"].test_features.to_numpy()
     expected = _predictions(clients["s3"].get_object(Bucket=BUCKET, Key=PREDICTIONS_KEY)["Body"].read())

@@ -26,6 +26,8 @@ from iris_sagemaker.serve.process import start_server
 
 from .serve_support import BUCKET, REGION, client, variant
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 FAST = {"Delay": 0.2, "MaxAttempts": 150}
 
 

@@ -17,6 +17,8 @@ import pytest
 from iris_sagemaker import with_server
 from iris_sagemaker.serve.lockfile import running_server
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 WITH_SERVER = [sys.executable, "-m", "iris_sagemaker.cli", "with-server"]
 

@@ -20,6 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from iris_sagemaker.core.startup_heap import FREEZE_ENV, freeze_enabled, freeze_loaded_heap, frozen_heap
 
+pytestmark = [pytest.mark.dagster]
+
 
 @pytest.mark.parametrize("value", ["", "1", "true", "YES", " on "])
 def test_freezing_is_on_unless_turned_off(value: str) -> None:
@@ -40,6 +42,7 @@ def _frozen_after_loading_definitions(value: str | None) -> subprocess.Completed
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_loading_the_definitions_freezes_what_was_loaded() -> None:
     frozen = _frozen_after_loading_definitions(None)
     assert frozen.returncode == 0, frozen.stderr

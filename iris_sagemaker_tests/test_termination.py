@@ -37,6 +37,8 @@ from iris_sagemaker.local_sagemaker.testing import Lab, iris_like, to_csv, train
 from iris_sagemaker.steps import endpoint_steps, job_steps
 from iris_sagemaker.steps.job_steps import TRAINING_JOB, TRANSFORM_JOB, JobKind, Waiting
 
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 FAST = Waiting(first=0.01, max_interval=0.05, timeout=60.0, stop_timeout=30.0)
 SLOW_TRAINING = {
@@ -442,6 +444,7 @@ def served(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("kind", "executor"),
     [(TRAINING_JOB, "multiprocess"), (TRANSFORM_JOB, "in_process")],

@@ -23,6 +23,8 @@ from iris_sagemaker.serve.process import ServerProcess, start_server
 from .sdk_support import brute_force_knn, iris
 from .serve_support import BUCKET, REGION, client
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 ACTIVE = ("InProgress", "Stopping")
 
 

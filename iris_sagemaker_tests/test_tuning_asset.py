@@ -16,6 +16,8 @@ from iris_sagemaker.dagster_defs.code_location import build_definitions
 from iris_sagemaker.local_sagemaker import LocalSageMakerClient
 from iris_sagemaker.steps import tuning_steps
 
+pytestmark = [pytest.mark.dagster]
+
 
 def _materialize():
     defs = build_definitions()
@@ -27,6 +29,7 @@ def _materialize():
     return result
 
 
+@pytest.mark.slow
 def test_a_full_materialization_tunes_k_and_trains_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IRIS_SAGEMAKER_TUNE", "true")
     monkeypatch.setenv("IRIS_SAGEMAKER_TUNING_JOBS", "8")

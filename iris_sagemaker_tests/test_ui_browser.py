@@ -91,11 +91,17 @@ RUN_TIMEOUT = 300.0
 UI_TIMEOUT_MS = 60_000
 STOP_GRACE = 20.0
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not REQUIRE_BROWSER,
-    reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium; `make test` installs it and sets "
-    "IRIS_SAGEMAKER_REQUIRE_BROWSER=1 so the browser test cannot be skipped there)",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.dagster,
+    pytest.mark.server,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not REQUIRE_BROWSER,
+        reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium; `make test` installs it and "
+        "sets IRIS_SAGEMAKER_REQUIRE_BROWSER=1 so the browser test cannot be skipped there)",
+    ),
+]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -31,10 +31,14 @@ UV = REPO / ".tools" / "bin" / "uv"
 PROJECT_FILES = ("Makefile", "pyproject.toml", "setup.py", "uv.lock", "README.md", "workspace.yaml")
 PROJECT_DIRS = ("iris_sagemaker", "airflow_dags")
 
-pytestmark = pytest.mark.skipif(
-    not UV.exists() or shutil.which("make") is None,
-    reason="needs make and the project's uv (.tools/bin/uv, installed by make)",
-)
+pytestmark = [
+    pytest.mark.dagster,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not UV.exists() or shutil.which("make") is None,
+        reason="needs make and the project's uv (.tools/bin/uv, installed by make)",
+    ),
+]
 
 
 def _copy_project(dest: Path) -> Path:
