@@ -139,7 +139,7 @@ def test_test_set_changed_lock_run_set_then_dagster_airflow_job(project: Path, t
 
 def test_a_mismatched_install_names_the_failed_import_and_the_versions() -> None:
     pytest.importorskip("dagster_airflow", reason="dagster-airflow is not installed (or Airflow 3 is)")
-    from iris_sagemaker.dagster_defs.airflow_job import import_failure, unmet_requirements
+    from iris_sagemaker.airflow_defs.dagster_job import import_failure, unmet_requirements
 
     assert unmet_requirements("apache-airflow") == [], "the test venv itself is consistent"
     err = ImportError("cannot import name '_app_ctx_stack' from 'flask'")
