@@ -121,6 +121,10 @@ FIXED_HYPERPARAMETERS = {"predictor_type": "classifier", "feature_dim": "4"}
 DEFAULT_K = 3
 DEFAULT_SAMPLE_SIZE = 150
 DEFAULT_ACCURACY_THRESHOLD = 0.9  # the blocking accuracy check's
+# Automatic model tuning of k (README, "Tune k"): trials per tuning job, trials at a time, search.
+DEFAULT_TUNING_JOBS = 20
+DEFAULT_TUNING_PARALLEL = 4
+DEFAULT_TUNING_STRATEGY = "Bayesian"
 # (variable, hyperparameter, a valid example) of each hyperparameter setting
 HYPERPARAMETER_SETTINGS = (
     (K_VARIABLE, "k", str(DEFAULT_K)),
@@ -180,9 +184,9 @@ class Settings:
     endpoint_name: str = DEFAULT_ENDPOINT_NAME
     deploy_endpoint: bool = True  # default: deploy on the local backend (free), not on aws (billed hourly)
     tune: bool = False  # tune k before training (README, "Tune k"); off: the tutorial's k = 3
-    tuning_jobs: int = 20
-    tuning_parallel: int = 4
-    tuning_strategy: str = "Bayesian"
+    tuning_jobs: int = DEFAULT_TUNING_JOBS
+    tuning_parallel: int = DEFAULT_TUNING_PARALLEL
+    tuning_strategy: str = DEFAULT_TUNING_STRATEGY
     k: int = DEFAULT_K  # neighbours voting (tuning, when on, chooses k instead)
     sample_size: int = DEFAULT_SAMPLE_SIZE  # training rows k-NN keeps (a seeded sample of more)
     index_metric: str | None = None  # default: not sent, k-NN's own (L2)
@@ -232,9 +236,9 @@ class Settings:
                 "set it to true to tune k before training (a hyperparameter tuning job), false for the "
                 "tutorial's k = 3",
             ),
-            "tuning_jobs": read.integer(TUNING_JOBS_VARIABLE, 20),
-            "tuning_parallel": read.integer(TUNING_PARALLEL_VARIABLE, 4),
-            "tuning_strategy": read.text(TUNING_STRATEGY_VARIABLE) or "Bayesian",
+            "tuning_jobs": read.integer(TUNING_JOBS_VARIABLE, DEFAULT_TUNING_JOBS),
+            "tuning_parallel": read.integer(TUNING_PARALLEL_VARIABLE, DEFAULT_TUNING_PARALLEL),
+            "tuning_strategy": read.text(TUNING_STRATEGY_VARIABLE) or DEFAULT_TUNING_STRATEGY,
             "k": read.hyperparameter(K_VARIABLE, "k", DEFAULT_K),
             "sample_size": read.hyperparameter(SAMPLE_SIZE_VARIABLE, "sample_size", DEFAULT_SAMPLE_SIZE),
             "index_metric": read.text(INDEX_METRIC_VARIABLE),

@@ -19,7 +19,20 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 
 from iris_sagemaker.core import run_objects
-from iris_sagemaker.core.settings import RUN_FIELDS, Settings
+from iris_sagemaker.core.settings import (
+    DEFAULT_ACCURACY_THRESHOLD,
+    DEFAULT_ENDPOINT_NAME,
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_K,
+    DEFAULT_REGION,
+    DEFAULT_SAMPLE_SIZE,
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TUNING_JOBS,
+    DEFAULT_TUNING_PARALLEL,
+    DEFAULT_TUNING_STRATEGY,
+    RUN_FIELDS,
+    Settings,
+)
 from iris_sagemaker.core.storage import (
     ObjectNotFound,
     ObjectStore,
@@ -68,7 +81,7 @@ class SageMakerResource(ConfigurableResource):
     role_arn: str | None = Field(
         default=None, description="SageMaker execution role (IRIS_SAGEMAKER_ROLE_ARN)"
     )
-    region: str | None = Field(default=None, description="AWS region (AWS_REGION), default us-east-2")
+    region: str | None = Field(default=None, description=f"AWS region (AWS_REGION), default {DEFAULT_REGION}")
     local_root: str | None = Field(
         default=None, description="local backend folder (IRIS_SAGEMAKER_LOCAL_ROOT)"
     )
@@ -77,7 +90,8 @@ class SageMakerResource(ConfigurableResource):
     )
     profile: str | None = Field(default=None, description="AWS profile name")
     split_seed: int | None = Field(
-        default=None, description="seed of the train/test split (IRIS_SAGEMAKER_SPLIT_SEED), default 42"
+        default=None,
+        description=f"seed of the train/test split (IRIS_SAGEMAKER_SPLIT_SEED), default {DEFAULT_SPLIT_SEED}",
     )
     data_url: str | None = Field(
         default=None,
@@ -87,7 +101,7 @@ class SageMakerResource(ConfigurableResource):
     instance_type: str | None = Field(
         default=None,
         description="instance type for training and transform (IRIS_SAGEMAKER_INSTANCE_TYPE), default "
-        "ml.m5.large",
+        f"{DEFAULT_INSTANCE_TYPE}",
     )
     knn_image: str | None = Field(
         default=None,
@@ -101,32 +115,37 @@ class SageMakerResource(ConfigurableResource):
     )
     endpoint_name: str | None = Field(
         default=None,
-        description="the endpoint's stable name (IRIS_SAGEMAKER_ENDPOINT_NAME), default iris-knn",
+        description="the endpoint's stable name (IRIS_SAGEMAKER_ENDPOINT_NAME), default "
+        f"{DEFAULT_ENDPOINT_NAME}",
     )
     tune: bool | None = Field(
         default=None,
         description="tune k with a hyperparameter tuning job before training (IRIS_SAGEMAKER_TUNE); "
-        "default no: the tutorial's k = 3",
+        f"default no: the tutorial's k = {DEFAULT_K}",
     )
     tuning_jobs: int | None = Field(
-        default=None, description="training jobs per tuning job (IRIS_SAGEMAKER_TUNING_JOBS), default 20"
+        default=None,
+        description="training jobs per tuning job (IRIS_SAGEMAKER_TUNING_JOBS), default "
+        f"{DEFAULT_TUNING_JOBS}",
     )
     tuning_parallel: int | None = Field(
         default=None,
-        description="training jobs at a time while tuning (IRIS_SAGEMAKER_TUNING_PARALLEL), default 4",
+        description="training jobs at a time while tuning (IRIS_SAGEMAKER_TUNING_PARALLEL), default "
+        f"{DEFAULT_TUNING_PARALLEL}",
     )
     tuning_strategy: str | None = Field(
-        default=None, description="Bayesian (default) or Random (IRIS_SAGEMAKER_TUNING_STRATEGY)"
+        default=None,
+        description=f"{DEFAULT_TUNING_STRATEGY} (default) or Random (IRIS_SAGEMAKER_TUNING_STRATEGY)",
     )
     k: int | None = Field(
         default=None,
-        description="k-NN's k, the neighbours that vote (IRIS_SAGEMAKER_K), default 3; a tuned k wins when "
-        "tuning is on",
+        description=f"k-NN's k, the neighbours that vote (IRIS_SAGEMAKER_K), default {DEFAULT_K}; a tuned k "
+        "wins when tuning is on",
     )
     sample_size: int | None = Field(
         default=None,
         description="training rows k-NN keeps, a seeded sample of more (IRIS_SAGEMAKER_SAMPLE_SIZE), "
-        "default 150",
+        f"default {DEFAULT_SAMPLE_SIZE}",
     )
     index_metric: str | None = Field(
         default=None,
@@ -135,7 +154,8 @@ class SageMakerResource(ConfigurableResource):
     )
     accuracy_threshold: float | None = Field(
         default=None,
-        description="the accuracy check's bar, 0 to 1 (IRIS_SAGEMAKER_ACCURACY_THRESHOLD), default 0.9",
+        description="the accuracy check's bar, 0 to 1 (IRIS_SAGEMAKER_ACCURACY_THRESHOLD), default "
+        f"{DEFAULT_ACCURACY_THRESHOLD}",
     )
 
     _client: Any = PrivateAttr(default=None)
