@@ -19,7 +19,6 @@ from iris_sagemaker.core.settings import (
     AIRFLOW_CONN_ID_VARIABLE,
     AIRFLOW_DEFERRABLE_HOW,
     AIRFLOW_DEFERRABLE_VARIABLE,
-    DEFAULT_CHECK_INTERVAL,  # noqa: F401 - export.py reads it from here
     DEFAULT_CONN_ID,
     DEFAULT_LOCAL_BUCKET,
     LOCAL_ROLE_ARN,

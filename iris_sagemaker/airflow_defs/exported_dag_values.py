@@ -12,17 +12,16 @@ from typing import Any
 
 from iris_sagemaker.airflow_defs import config
 from iris_sagemaker.core import dataset, run_objects, specs
-from iris_sagemaker.core.settings import DEFAULT_REGION, Settings
+from iris_sagemaker.core.settings import DEFAULT_CHECK_INTERVAL, DEFAULT_CONN_ID, DEFAULT_REGION, Settings
 
 DAG_ID = "sagemaker_pipeline"  # the tutorial's: the file is meant for another deployment
-CONN_ID = config.DEFAULT_CONN_ID  # the tutorial's connection (S3 and SageMaker)
+CONN_ID = DEFAULT_CONN_ID  # the tutorial's connection (S3 and SageMaker)
 # The tutorial's data source (its `data_url`): the Iris data at the UCI Machine Learning Repository.
 DEFAULT_DATA_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/iris/iris.data"
 DATA_URL_VARIABLE = "iris_data_url"
 HTTP_TIMEOUT_SECONDS = dataset.HTTP_TIMEOUT_SECONDS
 TRAIN_FRACTION = dataset.TRAIN_FRACTION
 CHECK_INTERVAL_ENV = config.CHECK_INTERVAL_ENV
-DEFAULT_CHECK_INTERVAL = config.DEFAULT_CHECK_INTERVAL
 DEFERRABLE_ENV = config.DEFERRABLE_ENV
 MACROS_JOB_NAMES = config.MACROS_JOB_NAMES
 MACROS_RUN_FOLDER = config.MACROS_RUN_FOLDER

@@ -15,7 +15,7 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -70,13 +70,8 @@ def read_source(url: str | None) -> tuple[str, bytes]:
             ) from err
         return url, response.content
     if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
-        try:
-            return url, path.read_bytes()
-        except OSError as err:
-            raise IrisDataError(
-                f"could not read IRIS_SAGEMAKER_DATA_URL={url}: {err.strerror or err}"
-            ) from err
+        with open_file_source(url) as fh:
+            return url, fh.read()
     raise IrisDataError(
         f"IRIS_SAGEMAKER_DATA_URL={url!r} has an unsupported scheme; use http://, https:// or file://"
     )
@@ -85,16 +80,22 @@ def read_source(url: str | None) -> tuple[str, bytes]:
 def load_iris(url: str | None) -> tuple[str, pd.DataFrame]:
     """``parse_iris(read_source(url))`` without the source's bytes in memory when it is a file: a
     ``file://`` source is parsed as it is read. Returns (a description of the source, the table)."""
-    parsed = urlparse(url or "")
-    if parsed.scheme != "file":
+    if not url or urlparse(url).scheme != "file":
         source, data = read_source(url)
         return source, parse_iris(data, source)
+    with open_file_source(url) as fh:
+        return url, parse_iris_stream(fh, url)
+
+
+@contextmanager
+def open_file_source(url: str) -> Iterator[IO[bytes]]:
+    """A ``file://`` source opened for reading; an OSError opening or reading it becomes IrisDataError
+    naming the variable, the URL and the reason."""
     try:
-        fh = open(Path(unquote(parsed.path)), "rb")  # noqa: SIM115 - closed below
+        with open(Path(unquote(urlparse(url).path)), "rb") as fh:
+            yield fh
     except OSError as err:
         raise IrisDataError(f"could not read IRIS_SAGEMAKER_DATA_URL={url}: {err.strerror or err}") from err
-    with fh:
-        return str(url), parse_iris_stream(fh, str(url))
 
 
 def parse_iris(data: bytes, source: str = "the Iris data") -> pd.DataFrame:

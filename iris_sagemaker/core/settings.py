@@ -137,8 +137,6 @@ EXECUTORS = ("in_process", "multiprocess")
 DEFAULT_CONN_ID = "aws-sagemaker"  # the tutorial's Airflow connection (S3 and SageMaker)
 DEFAULT_CHECK_INTERVAL = 30  # seconds between Airflow's status polls on aws (jobs take minutes)
 LOCAL_CHECK_INTERVAL = 1  # ... and on the local backend (the embedded engine's jobs take about a second)
-# The yes/no words every boolean setting takes (any case, surrounding blanks ignored).
-
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

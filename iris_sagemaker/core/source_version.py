@@ -7,10 +7,9 @@ The same source ``dataset.load_iris`` reads (``IRIS_SAGEMAKER_DATA_URL``: the pa
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
-from iris_sagemaker.core.dataset import IrisDataError, read_source
+from iris_sagemaker.core.dataset import open_file_source, read_source
 
 READ_BYTES = 1 << 20
 
@@ -18,16 +17,10 @@ READ_BYTES = 1 << 20
 def source_version(url: str | None) -> str:
     """The sha256 (hex) of the source's bytes. Raises ``IrisDataError`` saying why it cannot be read."""
     digest = hashlib.sha256()
-    parsed = urlparse(url or "")
-    if parsed.scheme == "file":
-        try:
-            with open(Path(unquote(parsed.path)), "rb") as fh:
-                while block := fh.read(READ_BYTES):
-                    digest.update(block)
-        except OSError as err:
-            raise IrisDataError(
-                f"could not read IRIS_SAGEMAKER_DATA_URL={url}: {err.strerror or err}"
-            ) from err
+    if url and urlparse(url).scheme == "file":
+        with open_file_source(url) as fh:
+            while block := fh.read(READ_BYTES):
+                digest.update(block)
     else:
         digest.update(read_source(url)[1])
     return digest.hexdigest()
